@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Set-up and the two quick-start commands, with nothing but Python 3.11 assumed.
+
+    python3.11 dev.py demo    # venv, install, build models, Redis, worker, predictions
+    python3.11 dev.py test    # venv, install, ruff, mypy, the test suite
+    python3.11 dev.py bench   # venv, install, build models, `inferq bench stream`
+
+Standard library only: it runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".inferq-installed"
+INPUTS = [ROOT / "pyproject.toml", ROOT / "requirements.lock"]
+
+
+def run(*args: str | Path) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    code = subprocess.call([str(a) for a in args], cwd=ROOT)
+    if code != 0:
+        sys.exit(code)
+
+
+def ensure_venv() -> None:
+    if sys.version_info[:2] not in ((3, 11), (3, 12)):
+        sys.exit(f"inferq needs Python 3.11 or 3.12, not {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    newest_input = max(p.stat().st_mtime for p in INPUTS)
+    if STAMP.exists() and STAMP.stat().st_mtime >= newest_input:
+        return
+    # Pinned versions (requirements.lock) as constraints: every machine runs what CI ran.
+    run(
+        BIN / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-c",
+        ROOT / "requirements.lock",
+        "-e",
+        ".[dev]",
+    )
+    STAMP.touch()
+
+
+def build_models() -> None:
+    run(BIN / "inferq", "models", "build")
+
+
+def main(argv: list[str]) -> None:
+    command = argv[0] if argv else "help"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if command == "demo":
+        ensure_venv()
+        build_models()
+        run(BIN / "inferq", "demo")
+    elif command == "test":
+        ensure_venv()
+        run(BIN / "ruff", "check", ".")
+        run(BIN / "mypy")
+        # pytest exits 5 when it collected no test: that is a failure here too.
+        run(BIN / "pytest", *argv[1:])
+    elif command == "bench":
+        ensure_venv()
+        build_models()
+        run(BIN / "inferq", "bench", "stream", "--json", "--out", "bench-results/stream.json")
+    elif command == "install":
+        ensure_venv()
+    else:
+        print(__doc__)
+        sys.exit(0 if command in ("help", "-h", "--help") else 2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

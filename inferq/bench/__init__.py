@@ -1,0 +1,1 @@
+"""Benchmarks behind `inferq bench ...`: each starts and stops what it measures."""

@@ -1,0 +1,44 @@
+"""Celery configuration derived from Settings, shared by workers and producers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferq.constants import BENCH_NOOP_TASK, BENCH_SEED_TASK, MODEL_INFO_TASK, PREDICT_TASK
+from inferq.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    url = settings.broker_url
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        # JSON only, both ways: a pickle message is refused, never unpickled.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A job is acked only after its result (or error) is stored; a lost worker's jobs
+        # go back to the queue after the visibility timeout.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Threads: jobs wait side by side for a shared forward pass. Prefetch is bounded
+        # by the job slots (multiplier 1), never the whole queue.
+        "worker_pool": "threads",
+        "worker_concurrency": settings.effective_job_slots,
+        "worker_prefetch_multiplier": 1,
+        "result_expires": settings.result_ttl_s,
+        "task_default_queue": settings.regression_queue,
+        "task_routes": {
+            PREDICT_TASK: {"queue": settings.regression_queue},
+            MODEL_INFO_TASK: {"queue": settings.regression_queue},
+            BENCH_NOOP_TASK: {"queue": settings.regression_queue},
+            BENCH_SEED_TASK: {"queue": settings.regression_queue},
+        },
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+    }

@@ -1,0 +1,110 @@
+"""The job contract: payloads, results and errors as pydantic models.
+
+Producers and workers share these; ``inferq schema`` writes them as JSON
+Schema (docs/schema/) for services that enqueue without importing inferq.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inferq.constants import MODEL_INFO_TASK, PREDICT_TASK
+
+
+class PredictPayload(BaseModel):
+    """Keyword arguments of ``inferq.predict_earnings``."""
+
+    model_config = ConfigDict(extra="forbid", title="inferq.predict_earnings payload (task kwargs)")
+
+    rows: dict[str, float] | list[dict[str, float]] = Field(
+        description="One row or a list of rows of raw named features, e.g. "
+        '{"critic_rating": 3.5, "is_action": 1, ..., "unit_price": 59.99}. '
+        "Every feature of the model is required; unknown fields are refused; "
+        "values must be finite JSON numbers (not strings, not booleans)."
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str = Field(description="First 12 hex digits of the model file's SHA-256.")
+
+
+class BatchInfo(BaseModel):
+    id: int = Field(description="Forward pass number within the worker process.")
+    rows: int = Field(description="Real rows in that forward pass (all jobs).")
+    padded_rows: int = Field(description="Rows after padding to a fixed bucket size.")
+    jobs: int = Field(description="Jobs (or job parts) that shared the forward pass.")
+    passes: int = Field(1, description="Forward passes this job needed (rows > max batch).")
+
+
+class Timings(BaseModel):
+    batch_wait_ms: float = Field(description="From queued in the batcher to its forward pass.")
+    inference_ms: float = Field(description="The forward pass (the whole batch).")
+    total_ms: float = Field(description="From task start to result ready, in the worker.")
+
+
+class PredictResult(BaseModel):
+    """Result of ``inferq.predict_earnings`` (state SUCCESS)."""
+
+    model_config = ConfigDict(title="inferq.predict_earnings result")
+
+    earnings_usd: list[float] = Field(
+        description="Predicted total earnings, one per row, in order."
+    )
+    model: ModelInfo
+    batch: BatchInfo
+    timings_ms: Timings
+
+
+class RegressorInfo(BaseModel):
+    """Result of ``inferq.regressor_info``: what the serving regressor expects."""
+
+    model_config = ConfigDict(title="inferq.regressor_info result")
+
+    model: ModelInfo
+    features: list[str]
+    target: str
+    inputs: str = Field(description="'raw' (the worker scales) or 'prescaled'.")
+
+
+class FieldError(BaseModel):
+    row: int | None = Field(description="Index of the bad row in the job, if one row is at fault.")
+    field: str | None = Field(description="The bad field, if one field is at fault.")
+    code: str = Field(description="missing_field, unknown_field, not_a_number, not_finite, ...")
+    message: str
+
+
+class JobError(BaseModel):
+    """A failed job (state FAILURE): Celery stores ``exc_type`` and ``exc_message``=[this]."""
+
+    model_config = ConfigDict(title="inferq job error (exc_message[0])")
+
+    code: str = Field(description="invalid_input, model_unavailable, inference_failed, ...")
+    message: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    f"{PREDICT_TASK}.payload": PredictPayload,
+    f"{PREDICT_TASK}.result": PredictResult,
+    f"{MODEL_INFO_TASK}.result": RegressorInfo,
+    "inferq.job_error": JobError,
+}
+
+
+def schema_documents() -> dict[str, dict[str, Any]]:
+    return {name: model.model_json_schema() for name, model in SCHEMAS.items()}
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, doc in schema_documents().items():
+        path = directory / f"{name}.schema.json"
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        paths.append(path)
+    return paths

@@ -1,0 +1,76 @@
+"""Typed job errors.
+
+A job that cannot be answered fails with one of these. Each carries a single
+JSON-able dict argument so that Celery's JSON result backend stores it as
+``{"exc_type": "InvalidInput", "exc_message": [{"code": ..., ...}]}`` and a
+Python producer gets the same class back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class InferqError(Exception):
+    """Base of every error a job can end with."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, info: dict[str, Any] | str) -> None:
+        if isinstance(info, str):
+            info = {"code": self.code, "message": info}
+        super().__init__(info)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        info = self.args[0]
+        return info if isinstance(info, dict) else {"code": self.code, "message": str(info)}
+
+    @property
+    def message(self) -> str:
+        return str(self.info.get("message", ""))
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        return list(self.info.get("errors", []))
+
+    def __str__(self) -> str:
+        lines = [f"{self.info.get('code', self.code)}: {self.message}"]
+        for d in self.details:
+            where = f"line {d['line']}" if d.get("line") else f"row {d.get('row')}"
+            lines.append(f"  {where}, {d.get('field')}: {d.get('code')}: {d.get('message')}")
+        return "\n".join(lines)
+
+
+class InvalidInput(InferqError):
+    """The payload broke the contract; ``errors`` says which row and field."""
+
+    code = "invalid_input"
+
+    @classmethod
+    def with_errors(cls, message: str, errors: list[dict[str, Any]]) -> InvalidInput:
+        return cls({"code": cls.code, "message": message, "errors": errors})
+
+
+class ModelUnavailable(InferqError):
+    """This worker process has no model loaded for the job's task."""
+
+    code = "model_unavailable"
+
+
+class InferenceFailed(InferqError):
+    """The forward pass raised or returned the wrong number of outputs."""
+
+    code = "inference_failed"
+
+
+class ModelFileError(InferqError):
+    """A model file is missing, unreadable or lacks inferq's metadata."""
+
+    code = "model_file_error"
+
+
+class JobTimeout(InferqError):
+    """The producer stopped waiting for a result."""
+
+    code = "timeout"

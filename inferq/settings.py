@@ -1,0 +1,109 @@
+"""One typed, frozen settings object read from ``INFERQ_*`` variables.
+
+Read once at start-up (never at import time). An ``INFERQ_`` variable that is
+not a setting, or a value that does not parse, is an error that names it:
+a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inferq.constants import DEFAULT_REGRESSION_QUEUE
+
+ENV_PREFIX = "INFERQ_"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class SettingsError(ValueError):
+    """The environment holds an unknown or invalid INFERQ_ setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    redis_url: str | None = Field(
+        None, description="Broker and result backend. Unset: demo, tests and bench start their own."
+    )
+    regressor_path: Path = Field(Path("models/regressor.h5"), description="Regressor HDF5 file.")
+    regression_queue: str = Field(DEFAULT_REGRESSION_QUEUE, min_length=1)
+    max_batch_size: int = Field(64, ge=1, le=65536, description="Rows per forward pass, at most.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=60_000, description="Longest wait for a batch to fill, from its first row."
+    )
+    job_slots: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Jobs held at once per worker process (default 2 x max batch).",
+    )
+    max_rows_per_job: int = Field(10_000, ge=1)
+    result_ttl_s: int = Field(86_400, ge=1, description="How long results stay in Redis.")
+    visibility_timeout_s: int = Field(
+        3_600, ge=1, description="Unacked jobs of a lost worker are redelivered after this."
+    )
+    inference_timeout_s: float = Field(60.0, gt=0, description="Longest wait for one forward pass.")
+    task_events: bool = Field(True, description="Send Celery task events (Flower, monitoring).")
+    ready_file: Path | None = Field(
+        None, description="Touched when a worker has its models loaded."
+    )
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url or None
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or LOCAL_REDIS_URL
+
+    @property
+    def effective_job_slots(self) -> int:
+        # Two batches' worth of jobs in flight: one running, one filling.
+        return self.job_slots or 2 * self.max_batch_size
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``) plus explicit overrides."""
+        env = os.environ if environ is None else environ
+        unknown = unknown_setting_names(env)
+        if unknown:
+            raise SettingsError("; ".join(unknown))
+        values: dict[str, object] = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in env.items()
+            if key.startswith(ENV_PREFIX)
+        }
+        values.update(overrides)
+        try:
+            # Values are passed explicitly so that `environ` (not os.environ) is the source.
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+
+def unknown_setting_names(env: Mapping[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    messages = []
+    for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
+        hint = difflib.get_close_matches(key, known, n=1)
+        suffix = f" (did you mean {hint[0]}?)" if hint else ""
+        messages.append(f"unknown setting {key}{suffix}")
+    return messages
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else "settings"
+        parts.append(f"{name}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,80 @@
+"""`inferq worker`: check settings, model files and Redis, then run Celery workers.
+
+The checks run before any worker process starts, so a missing model or an
+unreachable broker ends the command at once with one line saying which.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import redis
+from kombu.utils.url import maybe_sanitize_url
+
+from inferq.constants import QUEUE_MODELS
+from inferq.errors import InferqError
+from inferq.launch import celery_argv, default_nodename, queue_names, supervise
+from inferq.modelfile import read_meta
+from inferq.settings import Settings
+
+EXIT_CONFIG, EXIT_MODEL, EXIT_BROKER = 2, 3, 4
+
+
+def check_broker(url: str, timeout_s: float = 5.0) -> str | None:
+    """None when Redis answers PING; otherwise why not (credentials masked)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"cannot reach Redis at {maybe_sanitize_url(url)}: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def preflight(settings: Settings, logical_queues: Sequence[str]) -> tuple[int, str] | None:
+    """(exit code, reason) when the worker cannot serve; None when it can."""
+    models = {QUEUE_MODELS[q] for q in logical_queues}
+    try:
+        if "regressor" in models:
+            read_meta(settings.regressor_path)
+    except InferqError as exc:
+        return EXIT_MODEL, exc.message
+    problem = check_broker(settings.broker_url)
+    if problem:
+        hint = (
+            "" if settings.redis_url else " (INFERQ_REDIS_URL is unset; `inferq redis` starts one)"
+        )
+        return EXIT_BROKER, problem + hint
+    return None
+
+
+def run_worker(
+    settings: Settings,
+    logical_queues: Sequence[str],
+    concurrency: int,
+    hostname: str | None,
+    loglevel: str,
+) -> int:
+    try:
+        queues = queue_names(logical_queues, settings)
+    except ValueError as exc:
+        print(f"inferq: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    failed = preflight(settings, logical_queues)
+    if failed:
+        print(f"inferq: {failed[1]}", file=sys.stderr)
+        return failed[0]
+    if concurrency <= 1:
+        from worker import app
+
+        app.worker_main(celery_argv(queues, hostname or default_nodename(logical_queues), loglevel))
+        return 0
+    argvs = [
+        celery_argv(
+            queues, f"{hostname}-{i}" if hostname else default_nodename(logical_queues, i), loglevel
+        )
+        for i in range(1, concurrency + 1)
+    ]
+    return supervise(argvs)

@@ -1,0 +1,22 @@
+"""The producer client: enqueue prediction jobs and wait for typed results.
+
+from producer import Client
+with Client() as client:
+    result = client.predict({"critic_rating": 3.5, ..., "unit_price": 59.99})
+    print(result.earnings_usd)
+"""
+
+from inferq.contract import PredictResult
+from inferq.errors import InferenceFailed, InferqError, InvalidInput, JobTimeout, ModelUnavailable
+from producer.client import Client, Handle
+
+__all__ = [
+    "Client",
+    "Handle",
+    "InferenceFailed",
+    "InferqError",
+    "InvalidInput",
+    "JobTimeout",
+    "ModelUnavailable",
+    "PredictResult",
+]

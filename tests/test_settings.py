@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from inferq.settings import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    s = Settings.load({})
+    assert s.redis_url is None
+    assert s.broker_url == "redis://127.0.0.1:6379/0"
+    assert s.regressor_path == Path("models/regressor.h5")
+    assert s.effective_job_slots == 2 * s.max_batch_size
+
+
+def test_values_parse_from_strings() -> None:
+    s = Settings.load(
+        {"INFERQ_MAX_BATCH_SIZE": "32", "INFERQ_MAX_WAIT_MS": "2.5", "INFERQ_TASK_EVENTS": "false"}
+    )
+    assert (s.max_batch_size, s.max_wait_ms, s.task_events) == (32, 2.5, False)
+
+
+def test_unknown_setting_is_an_error_with_a_hint() -> None:
+    with pytest.raises(
+        SettingsError, match=r"INFERQ_MAX_BATCH .*did you mean INFERQ_MAX_BATCH_SIZE"
+    ):
+        Settings.load({"INFERQ_MAX_BATCH": "8"})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("INFERQ_MAX_BATCH_SIZE", "0"),
+        ("INFERQ_MAX_BATCH_SIZE", "many"),
+        ("INFERQ_MAX_WAIT_MS", "-1"),
+        ("INFERQ_REDIS_URL", "http://localhost"),
+        ("INFERQ_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_invalid_values_name_the_variable(key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=key):
+        Settings.load({key: value})
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.load({})
+    with pytest.raises(ValueError, match="frozen"):
+        s.max_batch_size = 3  # type: ignore[misc]

@@ -1,0 +1,169 @@
+"""Real TensorFlow: training, the saved file, the compiled forward pass, imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferq.constants import COURSE_FEATURES
+from inferq.errors import ModelFileError
+from inferq.importing import import_model
+from inferq.modelfile import file_version, read_meta
+from inferq.settings import Settings
+from inferq.tabular import read_numeric
+from worker import registry
+
+
+@pytest.fixture(scope="module")
+def served(regressor_path: Path) -> Iterator[registry.ServedRegressor]:
+    settings = Settings.load(
+        {"INFERQ_REGRESSOR_PATH": str(regressor_path), "INFERQ_MAX_BATCH_SIZE": "8"}
+    )
+    s = registry.load_regressor(settings)
+    yield s
+    s.runner.stop()
+
+
+def test_the_saved_file_carries_features_and_scalers(regressor_path: Path) -> None:
+    meta = read_meta(regressor_path)
+    assert meta.features == COURSE_FEATURES
+    assert meta.target == "total_earnings" and meta.inputs == "raw"
+    assert meta.feature_scaler is not None and meta.feature_scaler.width == 9
+
+
+def test_predictions_are_dollars_close_to_the_truth(
+    served: registry.ServedRegressor, data_dir: Path
+) -> None:
+    data = read_numeric(data_dir / "test.csv", [*COURSE_FEATURES, "total_earnings"])
+    x = served.meta.scale_features(data[:, :-1]).astype(np.float32)
+    y, _ = served.runner.infer(x, timeout_s=30)
+    dollars = served.meta.to_dollars(y)
+    truth = data[:, -1]
+    assert 20_000 < dollars.mean() < 300_000
+    assert np.mean(np.abs(dollars - truth)) < 0.15 * truth.mean()
+
+
+def test_compiled_forward_never_retraces(served: registry.ServedRegressor) -> None:
+    assert served.forward.bucket_sizes == (1, 2, 4, 8)
+    traced = served.forward.traces
+    assert traced == len(served.forward.bucket_sizes)
+    for rows in (1, 3, 5, 8, 13, 2, 7):
+        served.runner.infer(np.zeros((rows, 9), np.float32), timeout_s=30)
+    assert served.forward.traces == traced
+
+
+def _plain_course_model(path: Path, n_features: int = 9) -> Path:
+    from inferq.training import build_network
+
+    model = build_network(n_features)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.save(path)
+    return path
+
+
+def test_import_model_records_the_course_scaler(tmp_path: Path) -> None:
+    plain = _plain_course_model(tmp_path / "trained_model.h5")
+    with pytest.raises(ModelFileError, match="no inferq metadata"):
+        read_meta(plain)
+    out = import_model(
+        plain,
+        tmp_path / "imported.h5",
+        features=list(COURSE_FEATURES),
+        target="total_earnings",
+        target_min=-0.1159,
+        target_scale=0.0000036968,
+    )
+    meta = read_meta(out)
+    assert meta.inputs == "prescaled" and meta.feature_scaler is None
+    assert meta.to_dollars([0.0])[0] == pytest.approx(0.1159 / 0.0000036968)
+    settings = Settings.load({"INFERQ_REGRESSOR_PATH": str(out)})
+    imported = registry.load_regressor(settings)
+    try:
+        assert imported.version == file_version(out)
+    finally:
+        imported.runner.stop()
+
+
+def test_import_model_refuses_a_wrong_shape(tmp_path: Path) -> None:
+    plain = _plain_course_model(tmp_path / "five.h5", n_features=5)
+    with pytest.raises(ModelFileError, match="9 features"):
+        import_model(
+            plain, plain, features=list(COURSE_FEATURES), target="t", target_min=0, target_scale=1
+        )
+
+
+def test_worker_refuses_a_model_whose_shape_disagrees_with_its_metadata(tmp_path: Path) -> None:
+    plain = _plain_course_model(tmp_path / "five.h5", n_features=5)
+    from inferq.modelfile import RegressorMeta, write_meta
+    from inferq.scaling import MinMax
+
+    write_meta(
+        plain,
+        RegressorMeta(
+            features=COURSE_FEATURES,
+            feature_scaler=None,
+            target="t",
+            target_scaler=MinMax(min=(0.0,), scale=(1.0,)),
+            inputs="prescaled",
+        ),
+    )
+    with pytest.raises(ModelFileError, match="maps"):
+        registry.load_regressor(Settings.load({"INFERQ_REGRESSOR_PATH": str(plain)}))
+
+
+def test_train_command_reports_test_errors(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.h5"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inferq",
+            "train",
+            str(data_dir / "train.csv"),
+            "--target",
+            "total_earnings",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--test",
+            str(data_dir / "test.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "test MSE (scaled)" in proc.stdout and "test MAE: $" in proc.stdout
+    assert read_meta(out).features == COURSE_FEATURES
+
+
+def test_train_command_names_a_missing_target(data_dir: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inferq",
+            "train",
+            str(data_dir / "train.csv"),
+            "--target",
+            "profit",
+            "--out",
+            str(tmp_path / "x.h5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "lacks column(s) profit" in proc.stderr

@@ -1,0 +1,142 @@
+"""The model thread: takes batches from a BatchQueue and runs one forward pass each.
+
+It only runs the model. Job threads validate and decode before they submit,
+and store results after; this thread stacks, pads to a fixed bucket size (so
+TensorFlow never meets a new shape), runs, checks N in -> N out, and resolves
+every future of the batch, with a result or with the batch's exception.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from inferq.errors import InferenceFailed
+from worker.batching import BatchQueue, Pending, QueueClosed
+
+log = logging.getLogger(__name__)
+
+
+class ForwardModel(Protocol):
+    """What the runner needs of a model: a name, a version, buckets and a forward pass."""
+
+    name: str
+    version: str
+    bucket_sizes: tuple[int, ...]
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Outputs for a batch whose first dimension is one of ``bucket_sizes``."""
+        ...
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    values: np.ndarray
+    batch_id: int
+    batch_rows: int
+    padded_rows: int
+    batch_jobs: int
+    wait_ms: float
+    inference_ms: float
+
+
+def bucket_sizes_for(max_rows: int) -> tuple[int, ...]:
+    """Powers of two below ``max_rows``, then ``max_rows``: padding at most doubles a batch."""
+    sizes = [1 << i for i in range(max_rows.bit_length()) if (1 << i) < max_rows]
+    return (*sizes, max_rows)
+
+
+def bucket_for(rows: int, sizes: tuple[int, ...]) -> int:
+    for size in sizes:
+        if size >= rows:
+            return size
+    raise ValueError(f"{rows} rows exceed the largest bucket {sizes[-1]}")
+
+
+class BatchRunner:
+    def __init__(self, model: ForwardModel, max_batch_rows: int, max_wait_s: float) -> None:
+        if model.bucket_sizes[-1] < max_batch_rows:
+            raise ValueError("the model's largest bucket is smaller than max_batch_rows")
+        self.model = model
+        self.queue: BatchQueue[np.ndarray, BatchOutput] = BatchQueue(max_batch_rows, max_wait_s)
+        self._batch_ids = itertools.count(1)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"runner-{model.name}", daemon=True)
+
+    def start(self) -> BatchRunner:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop taking items, run what is queued, then end the thread."""
+        self.queue.close()
+        self._stopping.set()
+        self._thread.join(timeout_s)
+
+    def infer(self, x: np.ndarray, timeout_s: float) -> tuple[np.ndarray, list[BatchOutput]]:
+        """Run ``x`` (rows x ...) through the model, split over as many batches as needed."""
+        futures = self.submit(x)
+        try:
+            parts = [f.result(timeout=timeout_s) for f in futures]
+        except FutureTimeout:
+            raise InferenceFailed(f"no forward pass within {timeout_s} s") from None
+        return np.concatenate([p.values for p in parts]), parts
+
+    def submit(self, x: np.ndarray) -> list[Future[BatchOutput]]:
+        step = self.queue.max_rows
+        try:
+            return [
+                self.queue.put(x[i : i + step], len(x[i : i + step]))
+                for i in range(0, len(x), step)
+            ]
+        except QueueClosed:
+            raise InferenceFailed("this worker is shutting down") from None
+
+    def _loop(self) -> None:
+        while not (self._stopping.is_set() and len(self.queue) == 0):
+            batch = self.queue.next_batch(idle_timeout_s=0.5)
+            if batch:
+                self.run_batch(batch)
+
+    def run_batch(self, batch: list[Pending[np.ndarray, BatchOutput]]) -> None:
+        """Resolve every future in ``batch``: never leave one pending, never swallow an error."""
+        started = time.monotonic()
+        try:
+            outputs, padded = self._forward([item.payload for item in batch])
+        except Exception as exc:
+            log.exception("batch of %d jobs failed in model %s", len(batch), self.model.name)
+            error = (
+                exc
+                if isinstance(exc, InferenceFailed)
+                else InferenceFailed(f"{type(exc).__name__}: {exc}")
+            )
+            for item in batch:
+                item.future.set_exception(error)
+            return
+        elapsed_ms = (time.monotonic() - started) * 1000
+        batch_id, offset, rows = next(self._batch_ids), 0, sum(item.rows for item in batch)
+        for item in batch:
+            wait_ms = (started - item.queued_at) * 1000
+            values = outputs[offset : offset + item.rows]
+            offset += item.rows
+            item.future.set_result(
+                BatchOutput(values, batch_id, rows, padded, len(batch), wait_ms, elapsed_ms)
+            )
+
+    def _forward(self, payloads: list[np.ndarray]) -> tuple[np.ndarray, int]:
+        x = np.concatenate(payloads)
+        padded = bucket_for(len(x), self.model.bucket_sizes)
+        if padded > len(x):
+            x = np.concatenate([x, np.zeros((padded - len(x), *x.shape[1:]), dtype=x.dtype)])
+        out = np.asarray(self.model.forward(x))
+        if out.shape[0] != padded:
+            raise InferenceFailed(f"model returned {out.shape[0]} outputs for {padded} inputs")
+        return out[: sum(len(p) for p in payloads)], padded

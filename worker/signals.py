@@ -1,0 +1,96 @@
+"""Worker life cycle: check models in the parent, load them where tasks run.
+
+With the threads pool (our default) tasks run in the worker process itself,
+so models load there at ``worker_init``. With prefork they load in each child
+at ``worker_process_init``, never in the parent before fork (TensorFlow hangs
+in a forked child). Either way the parent first checks the model files with
+h5py alone, so a missing or broken file stops the worker at once with one
+clear line instead of a loop of dying children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from celery import concurrency, signals
+
+from inferq.errors import InferqError
+from inferq.settings import Settings, SettingsError
+from worker import registry
+
+log = logging.getLogger("inferq.worker")
+
+EXIT_MODEL = 3  # the worker's exit status when its models cannot be loaded
+
+_models: set[str] = set()
+
+
+def models_for(queues: set[str], settings: Settings) -> set[str]:
+    """The models a worker needs for the queues it consumes."""
+    return {"regressor"} if settings.regression_queue in queues else set()
+
+
+def _fail(message: str) -> None:
+    print(f"inferq: {message}", file=sys.stderr, flush=True)
+    log.critical(message)
+    # SystemExit passes through Celery's signal dispatch (which catches Exception).
+    raise SystemExit(EXIT_MODEL)
+
+
+def _uses_prefork(worker: Any) -> bool:
+    pool = concurrency.get_implementation(worker.pool_cls)
+    return "prefork" in getattr(pool, "__module__", "")
+
+
+@signals.worker_init.connect
+def on_worker_init(sender: Any, **_: Any) -> None:
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        _fail(f"invalid settings: {exc}")
+        return
+    _models.update(models_for(set(sender.app.amqp.queues.consume_from), settings))
+    try:
+        if "regressor" in _models:
+            registry.check_regressor_file(settings.regressor_path)
+        if not _uses_prefork(sender):
+            registry.load(settings, _models)
+    except InferqError as exc:
+        _fail(exc.message)
+
+
+@signals.worker_process_init.connect
+def on_worker_process_init(**_: Any) -> None:
+    if not _models:
+        return
+    try:
+        registry.load(Settings.load(), _models)
+    except InferqError as exc:
+        # The parent checked the file already; a child that still fails must not be respawned.
+        print(f"inferq: {exc.message}", file=sys.stderr, flush=True)
+        os._exit(EXIT_MODEL)
+
+
+@signals.worker_ready.connect
+def on_worker_ready(sender: Any, **_: Any) -> None:
+    settings = Settings.load()
+    queues = ",".join(sorted(sender.app.amqp.queues.consume_from))
+    models = ",".join(f"{n}@{v}" for n, v in registry.loaded().items()) or "none"
+    log.info("inferq worker ready: node=%s queues=%s models=%s", sender.hostname, queues, models)
+    # sys.__stdout__: Celery redirects sys.stdout into its log at WARNING level.
+    print(
+        f"inferq worker ready: node={sender.hostname} queues={queues} models={models}",
+        file=sys.__stdout__,
+        flush=True,
+    )
+    if settings.ready_file is not None:
+        settings.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.ready_file.write_text(f"{sender.hostname}\n{os.getpid()}\n")
+
+
+@signals.worker_shutdown.connect
+def on_worker_shutdown(**_: Any) -> None:
+    registry.unload()
