@@ -12,9 +12,10 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 from inferq.constants import QUEUE_MODELS
+from inferq.procutil import Managed, stop_process
 from inferq.settings import Settings
 
 # Mingle and gossip make every start wait a second for neighbours; task events
@@ -60,7 +61,7 @@ def supervise(argvs: Sequence[Sequence[str]]) -> int:
     return max(codes, key=abs)
 
 
-class WorkerProcess:
+class WorkerProcess(Managed):
     """A real worker subprocess (``python -m inferq worker``) with a ready-file handshake."""
 
     def __init__(
@@ -123,26 +124,8 @@ class WorkerProcess:
         """Signal the worker (warm shutdown by default) and wait; kill it past the timeout."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout_s, sig, whole_group=True)
 
     def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
-
-    def __enter__(self) -> WorkerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

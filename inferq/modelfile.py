@@ -80,7 +80,9 @@ def read_meta(path: Path) -> RegressorMeta:
             "record its scaler with `inferq import-model`"
         )
     if schema != H5_META_SCHEMA_VERSION:
-        raise ModelFileError(f"model file {path} has metadata schema {schema}, expected {H5_META_SCHEMA_VERSION}")
+        raise ModelFileError(
+            f"model file {path} has metadata schema {schema}, expected {H5_META_SCHEMA_VERSION}"
+        )
     if not has_weights:
         raise ModelFileError(f"model file {path} holds no Keras weights")
     try:

@@ -17,9 +17,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 
 import redis
+
+from inferq.procutil import Managed, stop_process
 
 
 class RedisServerError(RuntimeError):
@@ -47,7 +48,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class RedisServer:
+class RedisServer(Managed):
     """``with RedisServer() as server: server.url`` — a private server for one run."""
 
     def __init__(
@@ -114,30 +115,14 @@ class RedisServer:
         return path.read_text(errors="replace")[-500:] if path.exists() else ""
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout_s)
         self.process = None
 
     def close(self) -> None:
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @contextmanager

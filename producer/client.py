@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from celery import Celery
@@ -20,6 +19,7 @@ from inferq.celery_config import celery_config
 from inferq.constants import MODEL_INFO_TASK, PREDICT_TASK
 from inferq.contract import PredictResult, RegressorInfo
 from inferq.errors import InferqError, JobTimeout
+from inferq.procutil import Managed
 from inferq.settings import Settings
 
 Rows = dict[str, Any] | list[dict[str, Any]]
@@ -60,7 +60,7 @@ def failure(state: str, value: Any) -> InferqError:
     return InferqError({"code": "worker_error", "message": f"{state}: {value!r}"})
 
 
-class Client:
+class Client(Managed):
     def __init__(self, settings: Settings | None = None, *, queue: str | None = None) -> None:
         self.settings = settings or Settings.load()
         self.queue = queue or self.settings.regression_queue
@@ -115,14 +115,3 @@ class Client:
 
     def close(self) -> None:
         self.app.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -68,7 +68,8 @@ def load(settings: Settings, models: set[str]) -> None:
             print(
                 f"inferq: model loaded: name={served.meta.name} version={served.version} "
                 f"pid={os.getpid()} buckets={served.forward.bucket_sizes}",
-                file=sys.__stderr__, flush=True,
+                file=sys.__stderr__,
+                flush=True,
             )
 
 
