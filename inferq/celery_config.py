@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from inferq.constants import BENCH_NOOP_TASK, BENCH_SEED_TASK, MODEL_INFO_TASK, PREDICT_TASK
+from inferq.constants import (
+    BENCH_NOOP_TASK,
+    BENCH_SEED_TASK,
+    CLASSIFY_TASK,
+    MODEL_INFO_TASK,
+    PREDICT_TASK,
+)
 from inferq.settings import Settings
 
 
@@ -36,6 +42,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             PREDICT_TASK: {"queue": settings.regression_queue},
             MODEL_INFO_TASK: {"queue": settings.regression_queue},
+            CLASSIFY_TASK: {"queue": settings.vision_queue},
             BENCH_NOOP_TASK: {"queue": settings.regression_queue},
             BENCH_SEED_TASK: {"queue": settings.regression_queue},
         },

@@ -106,10 +106,13 @@ def models() -> None:
 @click.option("--force", is_flag=True, help="Rebuild even if the files exist.")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("models"))
 def models_build(force: bool, directory: Path) -> None:
-    """Sample dataset -> trained regressor (models/regressor.h5)."""
-    from inferq.build import build_regressor
+    """Sample data -> regressor.h5; packaged ImageNet weights -> efficientnet_lite0.h5."""
+    from inferq.build import build_classifier, build_regressor
 
-    for line in build_regressor(directory, force=force):
+    for line in [
+        *build_regressor(directory, force=force),
+        *build_classifier(directory, force=force),
+    ]:
         click.echo(line)
 
 
@@ -174,6 +177,23 @@ def predict(
 
 
 @main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top", "top_k", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+@click.option("--timeout-s", default=120.0, show_default=True)
+def classify(images: tuple[Path, ...], top_k: int, as_json: bool, timeout_s: float) -> None:
+    """Classify image files through the vision workers (top-k ImageNet labels)."""
+    from inferq.classify_io import classify_files
+    from producer.client import Client
+
+    with Client(_settings()) as client:
+        failed = classify_files(
+            client, list(images), sys.stdout, top_k=top_k, as_json=as_json, timeout_s=timeout_s
+        )
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("docs/schema"))
 def schema(directory: Path) -> None:
     """Write the job contract as JSON Schema files."""
@@ -214,6 +234,25 @@ def bench() -> None:
     """Benchmarks: self-contained, they start and stop what they measure."""
 
 
+def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    click.echo(text if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+@bench.command("vision")
+@click.option("--images", default=512, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
+def bench_vision(images: int, as_json: bool, out: Path | None) -> None:
+    """Images/s through one vision worker vs the raw compiled model at the same batch size."""
+    from inferq.bench.vision import run_vision_bench
+
+    _emit(run_vision_bench(_settings(), images=images), as_json, out)
+
+
 @bench.command("stream")
 @click.option("--jobs", default=2000, show_default=True)
 @click.option(
@@ -227,8 +266,4 @@ def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Pat
     from inferq.bench.stream import run_stream_bench
 
     result = run_stream_bench(_settings(), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds)
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-    click.echo(text if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    _emit(result, as_json, out)

@@ -9,14 +9,19 @@ from typing import Final
 # Celery task names: the public job contract (see README "Job contract").
 PREDICT_TASK: Final = "inferq.predict_earnings"
 MODEL_INFO_TASK: Final = "inferq.regressor_info"
+CLASSIFY_TASK: Final = "inferq.classify_image"
 BENCH_NOOP_TASK: Final = "inferq.bench.noop"
 BENCH_SEED_TASK: Final = "inferq.bench.seed_predict"
 
 # Default queue names; the deployed names come from Settings.
 DEFAULT_REGRESSION_QUEUE: Final = "regression"
+DEFAULT_VISION_QUEUE: Final = "vision"
 
 # Logical queue (what `inferq worker --queues` takes) -> the model it needs.
-QUEUE_MODELS: Final = {"regression": "regressor"}
+QUEUE_MODELS: Final = {"regression": "regressor", "vision": "classifier"}
+
+# The default classifier: built offline by `inferq models build`.
+DEFAULT_CLASSIFIER: Final = "efficientnet_lite0"
 
 # HDF5 root attributes holding the regressor's scaler and feature names.
 H5_META_ATTR: Final = "inferq_meta"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inferq.constants import MODEL_INFO_TASK, PREDICT_TASK
+from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
 
 
 class PredictPayload(BaseModel):
@@ -71,6 +71,45 @@ class RegressorInfo(BaseModel):
     inputs: str = Field(description="'raw' (the worker scales) or 'prescaled'.")
 
 
+class ClassifyPayload(BaseModel):
+    """Keyword arguments of ``inferq.classify_image``: exactly one of image_b64 or path."""
+
+    model_config = ConfigDict(extra="forbid", title="inferq.classify_image payload (task kwargs)")
+
+    image_b64: str | None = Field(
+        None, description="The image file's bytes (JPEG, PNG, GIF, WebP, BMP), base64."
+    )
+    path: str | None = Field(
+        None, description="A path relative to the worker's INFERQ_IMAGE_ROOT (nothing outside it)."
+    )
+    top_k: int = Field(5, ge=1, le=1000, description="How many labels to return.")
+
+
+class Label(BaseModel):
+    index: int = Field(description="The class's index in the model's output.")
+    wnid: str = Field(description="WordNet id, e.g. n02123159 (empty for label-only models).")
+    label: str
+    score: float = Field(description="The model's probability for this class.")
+
+
+class VisionTimings(BaseModel):
+    decode_ms: float = Field(description="Reading, decoding and preprocessing the image.")
+    batch_wait_ms: float
+    inference_ms: float
+    total_ms: float
+
+
+class ClassifyResult(BaseModel):
+    """Result of ``inferq.classify_image`` (state SUCCESS)."""
+
+    model_config = ConfigDict(title="inferq.classify_image result")
+
+    labels: list[Label] = Field(description="Top-k classes, best first.")
+    model: ModelInfo
+    batch: BatchInfo
+    timings_ms: VisionTimings
+
+
 class FieldError(BaseModel):
     row: int | None = Field(description="Index of the bad row in the job, if one row is at fault.")
     field: str | None = Field(description="The bad field, if one field is at fault.")
@@ -92,6 +131,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     f"{PREDICT_TASK}.payload": PredictPayload,
     f"{PREDICT_TASK}.result": PredictResult,
     f"{MODEL_INFO_TASK}.result": RegressorInfo,
+    f"{CLASSIFY_TASK}.payload": ClassifyPayload,
+    f"{CLASSIFY_TASK}.result": ClassifyResult,
     "inferq.job_error": JobError,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kombu.utils.url import maybe_sanitize_url
 
 from inferq.constants import COURSE_TARGET
+from inferq.data import sample_image
 from inferq.errors import InferqError
 from inferq.launch import WorkerProcess
 from inferq.redis_server import redis_url_or_own
@@ -26,13 +27,19 @@ def run_demo(settings: Settings) -> int:
     with redis_url_or_own(settings.redis_url) as url:
         source = "INFERQ_REDIS_URL" if settings.redis_url else "started for this demo"
         print(f"redis   {maybe_sanitize_url(url)} ({source})")
-        env = {"INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve())}
-        with WorkerProcess(url, env=env, args=["--loglevel", "WARNING"]) as worker:
+        env = {
+            "INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve()),
+            "INFERQ_MODELS_DIR": str(settings.models_dir.resolve()),
+        }
+        queues = ("regression", "vision")
+        with WorkerProcess(url, queues, env=env, args=["--loglevel", "WARNING"]) as worker:
             print(
-                f"worker  pid {worker.pid} ready: model loaded once, batching up to "
+                f"worker  pid {worker.pid} ready: both models loaded once, batching up to "
                 f"{settings.max_batch_size} rows or {settings.max_wait_ms} ms"
             )
-            _predict(Client(settings.model_copy(update={"redis_url": url})))
+            with Client(settings.model_copy(update={"redis_url": url})) as client:
+                _predict(client)
+                _classify(client)
             code = worker.stop()
         print(f"worker  stopped (exit code {code})")
     print("redis   stopped" if not settings.redis_url else "redis   left running (yours)")
@@ -41,22 +48,29 @@ def run_demo(settings: Settings) -> int:
 
 def _predict(client: Client) -> None:
     rows, actual = _rows()
-    with client:
-        handles = [client.submit(row) for row in rows]  # one job per game, batched by the worker
-        columns = ("rating", "price", "action", "sequel")
-        print("\n" + " ".join(f"{c:>6}" for c in columns) + f" {'predicted':>12} {'actual':>12}")
-        for handle, row, truth in zip(handles, rows, actual, strict=True):
-            result = handle.wait(timeout_s=30)
-            print(
-                f"{row['critic_rating']:>6.1f} {row['unit_price']:>6.2f} {row['is_action']:>6.0f} "
-                f"{row['is_sequel']:>6.0f} {result.earnings_usd[0]:>12,.0f} {truth:>12,.0f}"
-            )
+    handles = [client.submit(row) for row in rows]  # one job per game, batched by the worker
+    columns = ("rating", "price", "action", "sequel")
+    print("\n" + " ".join(f"{c:>6}" for c in columns) + f" {'predicted':>12} {'actual':>12}")
+    for handle, row, truth in zip(handles, rows, actual, strict=True):
+        result = handle.wait(timeout_s=30)
         print(
-            f"\nmodel {result.model.name} version {result.model.version}; "
-            f"last job shared forward pass #{result.batch.id} "
-            f"with {result.batch.jobs - 1} other job(s)"
+            f"{row['critic_rating']:>6.1f} {row['unit_price']:>6.2f} {row['is_action']:>6.0f} "
+            f"{row['is_sequel']:>6.0f} {result.earnings_usd[0]:>12,.0f} {truth:>12,.0f}"
         )
-        try:
-            client.predict({**rows[0], "critic_rating": "great"}, timeout_s=30)
-        except InferqError as exc:
-            print(f"a bad job gets a typed error instead:\n{exc}\n")
+    print(
+        f"\nmodel {result.model.name} version {result.model.version}; "
+        f"last job shared forward pass #{result.batch.id} "
+        f"with {result.batch.jobs - 1} other job(s)"
+    )
+    try:
+        client.predict({**rows[0], "critic_rating": "great"}, timeout_s=30)
+    except InferqError as exc:
+        print(f"a bad job gets a typed error instead:\n{exc}\n")
+
+
+def _classify(client: Client) -> None:
+    for name in ("chelsea", "coffee"):
+        result = client.classify(sample_image(name), top_k=3, timeout_s=120)
+        labels = ", ".join(f"{x.label} ({x.score:.2f})" for x in result.labels)
+        print(f"image   {name}.jpg: {labels}")
+    print(f"model   {result.model.name} version {result.model.version}\n")

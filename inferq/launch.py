@@ -29,7 +29,7 @@ class WorkerStartError(RuntimeError):
 
 def queue_names(logical: Sequence[str], settings: Settings) -> list[str]:
     """Logical queue names (`regression`) to the configured Redis queue names."""
-    configured = {"regression": settings.regression_queue}
+    configured = {"regression": settings.regression_queue, "vision": settings.vision_queue}
     unknown = [q for q in logical if q not in QUEUE_MODELS]
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUE_MODELS)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import h5py
 import numpy as np
@@ -60,35 +60,48 @@ def write_meta(path: Path, meta: RegressorMeta) -> None:
         f.attrs[H5_META_SCHEMA_ATTR] = H5_META_SCHEMA_VERSION
 
 
-def read_meta(path: Path) -> RegressorMeta:
-    """Read and validate the metadata; every failure is a ModelFileError naming the file."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_h5_meta(
+    path: Path, attr: str, schema_attr: str, schema: int, model: type[M], missing: str
+) -> M:
+    """A model file's JSON metadata attribute, validated; every failure is a ModelFileError
+    naming the file. h5py only: no TensorFlow, so a parent process can call it."""
     if not path.is_file():
         raise ModelFileError(
             f"model file {path} does not exist (build it with `inferq models build`)"
         )
     try:
         with h5py.File(path, "r") as f:
-            raw = f.attrs.get(H5_META_ATTR)
-            schema = f.attrs.get(H5_META_SCHEMA_ATTR)
-            schema = None if schema is None else int(schema)
+            raw = f.attrs.get(attr)
+            found = f.attrs.get(schema_attr)
+            found = None if found is None else int(found)
             has_weights = "model_weights" in f or "layers" in f
     except OSError as exc:
         raise ModelFileError(f"model file {path} is not a readable HDF5 file: {exc}") from None
     if raw is None:
-        raise ModelFileError(
-            f"model file {path} has no inferq metadata: "
-            "record its scaler with `inferq import-model`"
-        )
-    if schema != H5_META_SCHEMA_VERSION:
-        raise ModelFileError(
-            f"model file {path} has metadata schema {schema}, expected {H5_META_SCHEMA_VERSION}"
-        )
+        raise ModelFileError(f"model file {path} has no {attr} attribute: {missing}")
+    if found != schema:
+        raise ModelFileError(f"model file {path} has {attr} schema {found}, expected {schema}")
     if not has_weights:
         raise ModelFileError(f"model file {path} holds no Keras weights")
     try:
-        return RegressorMeta.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ModelFileError(f"model file {path} has invalid metadata: {exc}") from None
+        raise ModelFileError(f"model file {path} has invalid {attr}: {exc}") from None
+
+
+def read_meta(path: Path) -> RegressorMeta:
+    """The regressor's features and scalers from its file."""
+    return read_h5_meta(
+        path,
+        H5_META_ATTR,
+        H5_META_SCHEMA_ATTR,
+        H5_META_SCHEMA_VERSION,
+        RegressorMeta,
+        "no inferq metadata; record its scaler with `inferq import-model`",
+    )
 
 
 def file_version(path: Path) -> str:

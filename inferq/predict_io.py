@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from inferq.contract import PredictResult
 from inferq.errors import InferqError, InvalidInput
 from inferq.tabular import TableError, iter_rows, read_header, require_columns
 from producer.client import Client, Handle
@@ -48,7 +49,9 @@ def predict_csv(
         writer.writerow([*(row.get(name, "") for name in header), f"{value:.2f}"])
 
 
-def _collect(client: Client, jobs: list[tuple[int, Handle]], timeout_s: float) -> list[float]:
+def _collect(
+    client: Client, jobs: list[tuple[int, Handle[PredictResult]]], timeout_s: float
+) -> list[float]:
     """Dollars for every row in file order; the first failure is raised with CSV line numbers."""
     start_of = {handle.id: start for start, handle in jobs}
     results: dict[int, list[float]] = {}

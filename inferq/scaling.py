@@ -7,6 +7,8 @@ hard-codes the target's inverse as ``(y + 0.1159) / 0.0000036968``: that is
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -57,12 +59,19 @@ class MinMax(BaseModel):
     def width(self) -> int:
         return len(self.scale)
 
+    # Arrays made once per scaler: transform runs for every job.
+    @cached_property
+    def _scale(self) -> Array:
+        return np.asarray(self.scale, dtype=np.float64)
+
+    @cached_property
+    def _min(self) -> Array:
+        return np.asarray(self.min, dtype=np.float64)
+
     def transform(self, raw: Array) -> Array:
-        scale, minimum = np.asarray(self.scale), np.asarray(self.min)
-        scaled: Array = np.asarray(raw, dtype=np.float64) * scale + minimum
+        scaled: Array = np.asarray(raw, dtype=np.float64) * self._scale + self._min
         return scaled
 
     def inverse(self, scaled: Array) -> Array:
-        scale, minimum = np.asarray(self.scale), np.asarray(self.min)
-        raw: Array = (np.asarray(scaled, dtype=np.float64) - minimum) / scale
+        raw: Array = (np.asarray(scaled, dtype=np.float64) - self._min) / self._scale
         return raw

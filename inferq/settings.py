@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from inferq.constants import DEFAULT_REGRESSION_QUEUE
+from inferq.constants import DEFAULT_CLASSIFIER, DEFAULT_REGRESSION_QUEUE, DEFAULT_VISION_QUEUE
 
 ENV_PREFIX = "INFERQ_"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -48,6 +48,28 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         3_600, ge=1, description="Unacked jobs of a lost worker are redelivered after this."
     )
+    classifier: str = Field(
+        DEFAULT_CLASSIFIER,
+        min_length=1,
+        description="efficientnet_lite0 (built offline), a keras.applications name or a file.",
+    )
+    models_dir: Path = Field(Path("models"), description="Where `inferq models build` writes.")
+    classifier_weights: Path | None = Field(
+        None, description="Weights file for a keras.applications classifier."
+    )
+    classifier_preprocess: str | None = Field(
+        None, description="For a classifier file: lite0, tf, torch, caffe or none."
+    )
+    classifier_labels: Path | None = Field(
+        None, description="For a classifier file: JSON list of labels or [wnid, label] pairs."
+    )
+    allow_download: bool = Field(False, description="Let Keras download missing weights.")
+    vision_queue: str = Field(DEFAULT_VISION_QUEUE, min_length=1)
+    vision_max_batch_size: int = Field(16, ge=1, le=4096, description="Images per forward pass.")
+    vision_max_wait_ms: float = Field(10.0, ge=0, le=60_000)
+    image_root: Path | None = Field(None, description="Jobs may name image files under it.")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(40_000_000, ge=1)
     inference_timeout_s: float = Field(60.0, gt=0, description="Longest wait for one forward pass.")
     task_events: bool = Field(True, description="Send Celery task events (Flower, monitoring).")
     ready_file: Path | None = Field(
@@ -69,7 +91,7 @@ class Settings(BaseSettings):
     @property
     def effective_job_slots(self) -> int:
         # Two batches' worth of jobs in flight: one running, one filling.
-        return self.job_slots or 2 * self.max_batch_size
+        return self.job_slots or 2 * max(self.max_batch_size, self.vision_max_batch_size)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:

@@ -15,7 +15,6 @@ from kombu.utils.url import maybe_sanitize_url
 from inferq.constants import QUEUE_MODELS
 from inferq.errors import InferqError
 from inferq.launch import celery_argv, default_nodename, queue_names, supervise
-from inferq.modelfile import read_meta
 from inferq.settings import Settings
 
 EXIT_CONFIG, EXIT_MODEL, EXIT_BROKER = 2, 3, 4
@@ -35,10 +34,10 @@ def check_broker(url: str, timeout_s: float = 5.0) -> str | None:
 
 def preflight(settings: Settings, logical_queues: Sequence[str]) -> tuple[int, str] | None:
     """(exit code, reason) when the worker cannot serve; None when it can."""
-    models = {QUEUE_MODELS[q] for q in logical_queues}
+    from worker.registry import check_files
+
     try:
-        if "regressor" in models:
-            read_meta(settings.regressor_path)
+        check_files(settings, {QUEUE_MODELS[q] for q in logical_queues})
     except InferqError as exc:
         return EXIT_MODEL, exc.message
     problem = check_broker(settings.broker_url)

@@ -6,51 +6,51 @@ imports the worker package (so never TensorFlow).
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
+from pydantic import BaseModel
 
 from inferq.celery_config import celery_config
-from inferq.constants import MODEL_INFO_TASK, PREDICT_TASK
-from inferq.contract import PredictResult, RegressorInfo
+from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
+from inferq.contract import ClassifyResult, PredictResult, RegressorInfo
 from inferq.errors import InferqError, JobTimeout
 from inferq.procutil import Managed
 from inferq.settings import Settings
 
 Rows = dict[str, Any] | list[dict[str, Any]]
+R = TypeVar("R", bound=BaseModel)
 
 
 @dataclass
-class Handle:
-    """One submitted job: its id, and the time it was sent (monotonic)."""
+class Handle(Generic[R]):
+    """One submitted job: its id, its size, and the time it was sent (monotonic)."""
 
     id: str
     rows: int
     sent_at: float
     _result: AsyncResult = field(repr=False)
+    _parse: type[R] = field(repr=False)
 
-    def wait(self, timeout_s: float = 30.0) -> PredictResult:
+    def wait(self, timeout_s: float = 30.0) -> R:
         """The job's result, or its typed error raised (JobTimeout if none came in time)."""
         try:
             value = self._result.get(timeout=timeout_s, propagate=False)
         except CeleryTimeout:
             raise JobTimeout(f"job {self.id}: no result within {timeout_s} s") from None
-        return outcome(self._result.state, value)
+        return self.outcome(self._result.state, value)
 
-
-def _count(rows: Rows) -> int:
-    return len(rows) if isinstance(rows, list) else 1
-
-
-def outcome(state: str, value: Any) -> PredictResult:
-    if state == "SUCCESS":
-        return PredictResult.model_validate(value)
-    raise failure(state, value)
+    def outcome(self, state: str, value: Any) -> R:
+        if state == "SUCCESS":
+            return self._parse.model_validate(value)
+        raise failure(state, value)
 
 
 def failure(state: str, value: Any) -> InferqError:
@@ -67,38 +67,71 @@ class Client(Managed):
         self.app = Celery("inferq-producer", set_as_current=False)
         self.app.conf.update(celery_config(self.settings))
 
-    def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle:
-        """Send one job of one row (a dict) or many rows (a list of dicts)."""
+    def _send(
+        self,
+        task: str,
+        kwargs: dict[str, Any],
+        queue: str,
+        size: int,
+        parse: type[R],
+        expires_s: float | None,
+    ) -> Handle[R]:
         sent_at = time.monotonic()
         result = self.app.send_task(
-            PREDICT_TASK,
-            kwargs={"rows": rows},
-            queue=self.queue,
+            task,
+            kwargs=kwargs,
+            queue=queue,
             expires=expires_s,
-            # Celery would otherwise repr() the rows into every message header: slow, and
-            # it copies payload data into logs and events.
+            # Celery would otherwise repr() the payload into every message header: slow,
+            # and it copies payload data into logs and events.
             argsrepr="()",
-            kwargsrepr=f"{{rows: {_count(rows)}}}",
+            kwargsrepr=f"{{size: {size}}}",
         )
-        return Handle(result.id, _count(rows), sent_at, result)
+        return Handle(result.id, size, sent_at, result, parse)
+
+    def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle[PredictResult]:
+        """Send one prediction job of one row (a dict) or many rows (a list of dicts)."""
+        size = len(rows) if isinstance(rows, list) else 1
+        return self._send(PREDICT_TASK, {"rows": rows}, self.queue, size, PredictResult, expires_s)
+
+    def submit_image(
+        self,
+        image: bytes | Path | None = None,
+        *,
+        path: str | None = None,
+        top_k: int = 5,
+        expires_s: float | None = None,
+    ) -> Handle[ClassifyResult]:
+        """Send one classification job: image bytes (or a local file to read), or a path
+        under the worker's INFERQ_IMAGE_ROOT."""
+        kwargs: dict[str, Any] = {"top_k": top_k}
+        if image is not None:
+            data = image.read_bytes() if isinstance(image, Path) else image
+            kwargs["image_b64"] = base64.b64encode(data).decode("ascii")
+        if path is not None:
+            kwargs["path"] = path
+        queue = self.settings.vision_queue
+        return self._send(CLASSIFY_TASK, kwargs, queue, 1, ClassifyResult, expires_s)
 
     def regressor_info(self, timeout_s: float = 30.0) -> RegressorInfo:
         """What the serving regressor expects (features, version), asked of a worker."""
-        result = self.app.send_task(MODEL_INFO_TASK, queue=self.queue)
+        handle = self._send(MODEL_INFO_TASK, {}, self.queue, 0, RegressorInfo, None)
         try:
-            value = result.get(timeout=timeout_s, propagate=False)
-        except CeleryTimeout:
+            return handle.wait(timeout_s)
+        except JobTimeout:
             raise JobTimeout(f"no regression worker answered within {timeout_s} s") from None
-        if result.state != "SUCCESS":
-            raise failure(result.state, value)
-        return RegressorInfo.model_validate(value)
 
     def predict(self, rows: Rows, timeout_s: float = 30.0) -> PredictResult:
         return self.submit(rows).wait(timeout_s)
 
+    def classify(
+        self, image: bytes | Path, top_k: int = 5, timeout_s: float = 60.0
+    ) -> ClassifyResult:
+        return self.submit_image(image, top_k=top_k).wait(timeout_s)
+
     def as_completed(
-        self, handles: Iterable[Handle], timeout_s: float = 60.0
-    ) -> Iterator[tuple[Handle, PredictResult | InferqError]]:
+        self, handles: Iterable[Handle[R]], timeout_s: float = 60.0
+    ) -> Iterator[tuple[Handle[R], R | InferqError]]:
         """Each handle with its result or error, in the order they finish."""
         by_id = {h.id: h for h in handles}
         if not by_id:
@@ -106,10 +139,11 @@ class Client(Managed):
         results = ResultSet([h._result for h in by_id.values()], app=self.app)
         try:
             for task_id, meta in results.iter_native(timeout=timeout_s):
+                handle = by_id[task_id]
                 try:
-                    yield by_id[task_id], outcome(meta["status"], meta["result"])
+                    yield handle, handle.outcome(meta["status"], meta["result"])
                 except InferqError as exc:
-                    yield by_id[task_id], exc
+                    yield handle, exc
         except CeleryTimeout:
             raise JobTimeout(f"not every job finished within {timeout_s} s") from None
 

@@ -47,6 +47,16 @@ def regressor_path(data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models directory holding the real Lite0 classifier, built offline once."""
+    from inferq.vision.build import build_lite0_model
+
+    d = tmp_path_factory.mktemp("models")
+    build_lite0_model(d / "efficientnet_lite0.h5")
+    return d
+
+
+@pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server

@@ -118,11 +118,14 @@ def test_committed_json_schemas_are_up_to_date() -> None:
         assert committed == doc, f"run `inferq schema` to refresh {name}"
 
 
-def test_demo_runs_end_to_end_with_its_own_redis(regressor_path: Path) -> None:
+def test_demo_runs_end_to_end_with_its_own_redis(regressor_path: Path, models_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
     env["INFERQ_REGRESSOR_PATH"] = str(regressor_path)
+    env["INFERQ_MODELS_DIR"] = str(models_dir)
     proc = inferq("demo", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "started for this demo" in proc.stdout
     assert "predicted" in proc.stdout and "not_a_number" in proc.stdout
+    assert "image   chelsea.jpg: tiger cat" in proc.stdout
+    assert "image   coffee.jpg: espresso" in proc.stdout
     assert "worker  stopped (exit code 0)" in proc.stdout

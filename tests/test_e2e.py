@@ -170,7 +170,7 @@ def test_the_plain_celery_command_serves_jobs(
             assert c.predict(_rows(2), timeout_s=30).earnings_usd[1] > 0
         log = proc.log_tail(20_000)
     assert "models=regressor@" in log
-    assert log.count("model loaded: name=regressor") == 1
+    assert log.count("model loaded: regressor name=regressor") == 1
 
 
 @pytest.mark.parametrize("command", ["inferq", "celery"])

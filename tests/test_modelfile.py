@@ -74,7 +74,7 @@ def test_wrong_schema_version_and_bad_json(tmp_path: Path) -> None:
     with h5py.File(path, "a") as f:
         f.attrs[H5_META_SCHEMA_ATTR] = 1
         f.attrs[H5_META_ATTR] = '{"features": []}'
-    with pytest.raises(ModelFileError, match="invalid metadata"):
+    with pytest.raises(ModelFileError, match="invalid inferq_meta"):
         read_meta(path)
 
 

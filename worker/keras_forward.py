@@ -28,6 +28,8 @@ class KerasForward:
         self.traces = 0
         self.input_shape = tuple(keras_model.input_shape[1:])
 
+        # No XLA: it halved the call overhead of the regressor alone, but made each job
+        # cost more CPU in a loaded worker (measured with the stream benchmark).
         @tf.function
         def call(x: Any) -> Any:
             self.traces += 1  # Python side effect: runs only while tracing.

@@ -11,33 +11,57 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from inferq.errors import ModelFileError, ModelUnavailable
 from inferq.features import RowValidator
 from inferq.modelfile import RegressorMeta, file_version, read_meta
 from inferq.settings import Settings
+from worker.classifier import Labels, Preprocess, check_classifier, load_classifier
 from worker.keras_forward import KerasForward, load_keras
 from worker.runner import BatchRunner, bucket_sizes_for
 
 
 @dataclass(frozen=True)
-class ServedRegressor:
-    meta: RegressorMeta
+class Served:
+    """What every served model has: a compiled forward pass behind a batch runner."""
+
+    name: str
     version: str
-    validator: RowValidator
     forward: KerasForward
     runner: BatchRunner
     timeout_s: float
 
 
+@dataclass(frozen=True)
+class ServedRegressor(Served):
+    meta: RegressorMeta
+    validator: RowValidator
+
+
+@dataclass(frozen=True)
+class ServedClassifier(Served):
+    preprocess: Preprocess
+    labels: Labels
+    settings: Settings  # image root and size limits
+
+
 _lock = threading.Lock()
-_served: dict[str, ServedRegressor] = {}
+_served: dict[str, Served] = {}
 
 
-def check_regressor_file(path: Path) -> RegressorMeta:
-    """Cheap check for a parent process: HDF5 and metadata readable, no TensorFlow."""
-    return read_meta(path)
+def check_files(settings: Settings, models: set[str]) -> None:
+    """Cheap checks for a parent process: h5py and settings only, no TensorFlow."""
+    if "regressor" in models:
+        read_meta(settings.regressor_path)
+    if "classifier" in models:
+        check_classifier(settings)
+
+
+def _serve(
+    model: object, name: str, version: str, max_rows: int, max_wait_ms: float
+) -> tuple[KerasForward, BatchRunner]:
+    forward = KerasForward(model, name, version, bucket_sizes_for(max_rows))
+    return forward, BatchRunner(forward, max_rows, max_wait_ms / 1000).start()
 
 
 def load_regressor(settings: Settings) -> ServedRegressor:
@@ -51,38 +75,77 @@ def load_regressor(settings: Settings) -> ServedRegressor:
             f"(None, {len(meta.features)}) -> (None, 1)"
         )
     version = file_version(path)
-    buckets = bucket_sizes_for(settings.max_batch_size)
-    forward = KerasForward(keras_model, meta.name, version, buckets)
-    runner = BatchRunner(forward, settings.max_batch_size, settings.max_wait_ms / 1000).start()
+    forward, runner = _serve(
+        keras_model,
+        meta.name,
+        version,
+        settings.max_batch_size,
+        settings.max_wait_ms,
+    )
     validator = RowValidator(meta.features, settings.max_rows_per_job)
-    return ServedRegressor(meta, version, validator, forward, runner, settings.inference_timeout_s)
+    return ServedRegressor(
+        meta.name, version, forward, runner, settings.inference_timeout_s, meta, validator
+    )
+
+
+def load_vision(settings: Settings) -> ServedClassifier:
+    loaded = load_classifier(settings)
+    forward, runner = _serve(
+        loaded.keras_model,
+        loaded.name,
+        loaded.version,
+        settings.vision_max_batch_size,
+        settings.vision_max_wait_ms,
+    )
+    return ServedClassifier(
+        loaded.name,
+        loaded.version,
+        forward,
+        runner,
+        settings.inference_timeout_s,
+        loaded.preprocess,
+        loaded.labels,
+        settings,
+    )
 
 
 def load(settings: Settings, models: set[str]) -> None:
     """Load ``models`` into this process once; a second call loads nothing new."""
+    loaders = {"regressor": load_regressor, "classifier": load_vision}
     with _lock:
-        if "regressor" in models and "regressor" not in _served:
-            _served["regressor"] = load_regressor(settings)
-            served = _served["regressor"]
+        for kind in sorted(models - _served.keys()):
+            served = _served[kind] = loaders[kind](settings)
             # Printed, not logged: at worker_init Celery has not configured logging yet.
             print(
-                f"inferq: model loaded: name={served.meta.name} version={served.version} "
+                f"inferq: model loaded: {kind} name={served.name} version={served.version} "
                 f"pid={os.getpid()} buckets={served.forward.bucket_sizes}",
                 file=sys.__stderr__,
                 flush=True,
             )
 
 
-def regressor() -> ServedRegressor:
-    served = _served.get("regressor")
+def _get(kind: str) -> Served:
+    served = _served.get(kind)
     if served is None:
-        raise ModelUnavailable("this worker process has not loaded the regressor")
+        raise ModelUnavailable(f"this worker process has not loaded a {kind}")
+    return served
+
+
+def regressor() -> ServedRegressor:
+    served = _get("regressor")
+    assert isinstance(served, ServedRegressor)
+    return served
+
+
+def classifier() -> ServedClassifier:
+    served = _get("classifier")
+    assert isinstance(served, ServedClassifier)
     return served
 
 
 def loaded() -> dict[str, str]:
     """Model name -> version, for start-up lines and health checks."""
-    return {name: s.version for name, s in _served.items()}
+    return {s.name: s.version for s in _served.values()}
 
 
 def unload() -> None:

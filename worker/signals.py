@@ -29,8 +29,9 @@ _models: set[str] = set()
 
 
 def models_for(queues: set[str], settings: Settings) -> set[str]:
-    """The models a worker needs for the queues it consumes."""
-    return {"regressor"} if settings.regression_queue in queues else set()
+    """The models a worker needs for the queues it consumes (and only those)."""
+    wanted = {settings.regression_queue: "regressor", settings.vision_queue: "classifier"}
+    return {model for queue, model in wanted.items() if queue in queues}
 
 
 def _fail(message: str) -> None:
@@ -54,8 +55,7 @@ def on_worker_init(sender: Any, **_: Any) -> None:
         return
     _models.update(models_for(set(sender.app.amqp.queues.consume_from), settings))
     try:
-        if "regressor" in _models:
-            registry.check_regressor_file(settings.regressor_path)
+        registry.check_files(settings, _models)
         if not _uses_prefork(sender):
             registry.load(settings, _models)
     except InferqError as exc:

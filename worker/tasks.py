@@ -1,81 +1,133 @@
 """Celery tasks of the job contract (README "Job contract").
 
-A task validates its own payload, hands the rows to the model's batch runner
-and waits for its share of the forward pass: I/O and validation in the job
-thread, compute in the runner thread. It returns the result or raises a typed
-InferqError; Celery stores either before acking (acks_late).
+A task validates its own payload, hands its rows or image to the model's batch
+runner and waits for its share of the forward pass: I/O, validation and
+decoding in the job thread, compute in the runner thread. It returns the
+result or raises a typed InferqError; Celery stores either before acking
+(acks_late).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
-from inferq.constants import MODEL_INFO_TASK, PREDICT_TASK
-from inferq.contract import BatchInfo, ModelInfo, PredictResult, RegressorInfo, Timings
-from inferq.errors import InferqError
+from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
+from inferq.contract import ModelInfo, RegressorInfo
+from inferq.errors import InferqError, InvalidInput
 from worker import registry
 from worker.app import app
+from worker.images import load_image
+from worker.runner import BatchOutput
 
 log = logging.getLogger("inferq.jobs")
-
+T = TypeVar("T")
 
 # resultrepr_maxsize: Celery repr()s every result for its log line and task event; a
 # short repr costs a third of a full one and keeps predictions out of logs.
-@app.task(name=PREDICT_TASK, bind=True, throws=(InferqError,), resultrepr_maxsize=48)
-def predict_earnings(self: Any, rows: Any) -> dict[str, Any]:
+JOB_OPTIONS: dict[str, Any] = {"bind": True, "throws": (InferqError,), "resultrepr_maxsize": 48}
+
+
+def _ms(seconds: float) -> float:
+    # Microsecond resolution is plenty, and short numbers keep results small.
+    return round(seconds * 1000, 3)
+
+
+def _batch(parts: list[BatchOutput]) -> dict[str, int]:
+    """BatchInfo as a dict. Results are built as plain dicts in the shape of the contract's
+    models (tests validate them against the published JSON Schema): constructing and
+    dumping a pydantic model per job cost more than the rest of the job's own work."""
+    first = parts[0]
+    return {
+        "id": first.batch_id,
+        "rows": first.batch_rows,
+        "padded_rows": first.padded_rows,
+        "jobs": first.batch_jobs,
+        "passes": len(parts),
+    }
+
+
+def _logged(task: Any, model: str, run: Callable[[], T]) -> T:
+    """Run a job body; one log line of fixed shape per job, whatever the outcome."""
     started = time.monotonic()
-    served = registry.regressor()
+    outcome = "ok"
     try:
+        return run()
+    except InferqError as exc:
+        outcome = str(exc.info.get("code"))
+        raise
+    finally:
+        log.info(
+            "job=%s task=%s model=%s outcome=%s elapsed_ms=%.1f",
+            task.request.id,
+            task.name,
+            model,
+            outcome,
+            (time.monotonic() - started) * 1000,
+        )
+
+
+@app.task(name=PREDICT_TASK, **JOB_OPTIONS)
+def predict_earnings(self: Any, rows: Any) -> dict[str, Any]:
+    served = registry.regressor()
+
+    def run() -> dict[str, Any]:
+        started = time.monotonic()
         raw = served.validator.validate(rows)
         scaled = served.meta.scale_features(raw).astype(np.float32)
         outputs, parts = served.runner.infer(scaled, served.timeout_s)
-    except InferqError as exc:
-        log.info(
-            "job=%s model=%s rows=%s outcome=%s elapsed_ms=%.1f",
-            self.request.id,
-            served.meta.name,
-            _count(rows),
-            exc.info.get("code"),
-            (time.monotonic() - started) * 1000,
+        return {  # PredictResult
+            "earnings_usd": served.meta.to_dollars(outputs).tolist(),
+            "model": {"name": served.name, "version": served.version},
+            "batch": _batch(parts),
+            "timings_ms": {
+                "batch_wait_ms": round(sum(p.wait_ms for p in parts), 3),
+                "inference_ms": round(sum(p.inference_ms for p in parts), 3),
+                "total_ms": _ms(time.monotonic() - started),
+            },
+        }
+
+    return _logged(self, served.name, run)
+
+
+@app.task(name=CLASSIFY_TASK, **JOB_OPTIONS)
+def classify_image(
+    self: Any, image_b64: Any = None, path: Any = None, top_k: Any = 5
+) -> dict[str, Any]:
+    served = registry.classifier()
+
+    def run() -> dict[str, Any]:
+        started = time.monotonic()
+        k = _top_k(top_k)
+        x = served.preprocess(load_image(image_b64, path, served.settings))[None]
+        decoded = time.monotonic()
+        probs, parts = served.runner.infer(x.astype(np.float32), served.timeout_s)
+        return {  # ClassifyResult
+            "labels": [dict(p) for p in served.labels.top_k(probs[0], k)],
+            "model": {"name": served.name, "version": served.version},
+            "batch": _batch(parts),
+            "timings_ms": {
+                "decode_ms": _ms(decoded - started),
+                "batch_wait_ms": round(parts[0].wait_ms, 3),
+                "inference_ms": round(parts[0].inference_ms, 3),
+                "total_ms": _ms(time.monotonic() - started),
+            },
+        }
+
+    return _logged(self, served.name, run)
+
+
+def _top_k(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        message = f"top_k must be an integer from 1 to 1000, not {value!r}"
+        raise InvalidInput.with_errors(
+            message, [{"row": None, "field": "top_k", "code": "invalid_top_k", "message": message}]
         )
-        raise
-    first = parts[0]
-    total_ms = (time.monotonic() - started) * 1000
-    log.info(
-        "job=%s model=%s rows=%d batch=%d batch_rows=%d outcome=ok elapsed_ms=%.1f",
-        self.request.id,
-        served.meta.name,
-        len(raw),
-        first.batch_id,
-        first.batch_rows,
-        total_ms,
-    )
-    result = PredictResult(
-        earnings_usd=[float(v) for v in served.meta.to_dollars(outputs)],
-        model=ModelInfo(name=served.meta.name, version=served.version),
-        batch=BatchInfo(
-            id=first.batch_id,
-            rows=first.batch_rows,
-            padded_rows=first.padded_rows,
-            jobs=first.batch_jobs,
-            passes=len(parts),
-        ),
-        # Microsecond resolution is plenty, and short numbers keep results small.
-        timings_ms=Timings(
-            batch_wait_ms=round(sum(p.wait_ms for p in parts), 3),
-            inference_ms=round(sum(p.inference_ms for p in parts), 3),
-            total_ms=round(total_ms, 3),
-        ),
-    )
-    return result.model_dump()
-
-
-def _count(rows: Any) -> int | str:
-    return len(rows) if isinstance(rows, list) else 1 if isinstance(rows, dict) else "?"
+    return value
 
 
 @app.task(name=MODEL_INFO_TASK, throws=(InferqError,))
@@ -83,7 +135,7 @@ def regressor_info() -> dict[str, Any]:
     served = registry.regressor()
     meta = served.meta
     return RegressorInfo(
-        model=ModelInfo(name=meta.name, version=served.version),
+        model=ModelInfo(name=served.name, version=served.version),
         features=list(meta.features),
         target=meta.target,
         inputs=meta.inputs,

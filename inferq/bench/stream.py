@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 from celery import Celery
-from celery.result import ResultSet
 
-from inferq.celery_config import celery_config
+from inferq.bench.phases import bench_app, log, run_phase
 from inferq.constants import BENCH_NOOP_TASK, BENCH_SEED_TASK, COURSE_TARGET, PREDICT_TASK
 from inferq.launch import CELERY_FLAGS, WorkerProcess
 from inferq.redis_server import redis_url_or_own
@@ -34,33 +33,6 @@ def _payloads(n: int) -> list[dict[str, Any]]:
     return [{"rows": {k: float(v[i]) for k, v in cols.items()}} for i in range(n)]
 
 
-def run_phase(
-    app: Celery, task: str, queue: str, payloads: list[dict[str, Any]]
-) -> dict[str, float]:
-    """Send every job, then collect results as they land; jobs/s and latency percentiles."""
-    sent: dict[str, float] = {}
-    results = []
-    start = time.perf_counter()
-    for kwargs in payloads:
-        r = app.send_task(task, kwargs=kwargs, queue=queue, argsrepr="()", kwargsrepr="{}")
-        sent[r.id] = time.perf_counter()
-        results.append(r)
-    latencies, batch_rows, failed = [], [], 0
-    for task_id, meta in ResultSet(results, app=app).iter_native(timeout=600):
-        latencies.append((time.perf_counter() - sent[task_id]) * 1000)
-        failed += meta["status"] != "SUCCESS"
-        if isinstance(meta["result"], dict) and "batch" in meta["result"]:
-            batch_rows.append(meta["result"]["batch"]["rows"])
-    elapsed = time.perf_counter() - start
-    return {
-        "jobs_per_s": round(len(payloads) / elapsed, 1),
-        "mean_batch_rows": round(float(np.mean(batch_rows)), 1) if batch_rows else 1.0,
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
-        "failed": failed,
-    }
-
-
 def idle_latency(app: Celery, queue: str, payloads: list[dict[str, Any]]) -> float:
     """p50 of lone jobs sent one after another to an idle worker."""
     samples = []
@@ -69,10 +41,6 @@ def idle_latency(app: Celery, queue: str, payloads: list[dict[str, Any]]) -> flo
         app.send_task(PREDICT_TASK, kwargs=kwargs, queue=queue).get(timeout=30)
         samples.append((time.perf_counter() - t) * 1000)
     return round(float(np.percentile(samples, 50)), 2)
-
-
-def _log(message: str) -> None:
-    print(f"[bench stream] {message}", file=sys.stderr, flush=True)
 
 
 def _median_round(rounds: list[dict[str, float]]) -> dict[str, Any]:
@@ -105,15 +73,14 @@ def run_stream_bench(
         *CELERY_FLAGS,
     ]
     with redis_url_or_own(settings.redis_url) as url:
-        app = Celery("inferq-bench", set_as_current=False)
-        app.conf.update(celery_config(settings.model_copy(update={"redis_url": url})))
+        app = bench_app(settings, url)
         with (
             WorkerProcess(
                 url, env={**env, "INFERQ_REGRESSION_QUEUE": main_q}, args=["--loglevel", "WARNING"]
             ) as worker,
             WorkerProcess(url, env=env, argv=seed_argv),
         ):
-            _log(f"workers ready (batching worker pid {worker.pid}); warming up")
+            log(f"workers ready (batching worker pid {worker.pid}); warming up")
             run_phase(app, PREDICT_TASK, main_q, payloads[:WARMUP_JOBS])
             run_phase(app, BENCH_NOOP_TASK, main_q, payloads[:WARMUP_JOBS])
             run_phase(app, BENCH_SEED_TASK, seed_q, payloads[:10])
@@ -121,13 +88,13 @@ def run_stream_bench(
             # so a burst of load elsewhere on the machine does not decide the ratio.
             batched_rounds, noop_rounds = [], []
             for i in range(1, rounds + 1):
-                _log(f"round {i}/{rounds}: (a) {jobs} predict_earnings jobs, (b) {jobs} no-op jobs")
+                log(f"round {i}/{rounds}: (a) {jobs} predict_earnings jobs, (b) {jobs} no-op jobs")
                 batched_rounds.append(run_phase(app, PREDICT_TASK, main_q, payloads[:jobs]))
                 noop_rounds.append(run_phase(app, BENCH_NOOP_TASK, main_q, payloads[:jobs]))
             batched, noop = _median_round(batched_rounds), _median_round(noop_rounds)
-            _log(f"(c) {seed_jobs} seed-style jobs (model.predict per job)")
+            log(f"(c) {seed_jobs} seed-style jobs (model.predict per job)")
             seed = run_phase(app, BENCH_SEED_TASK, seed_q, payloads[:seed_jobs])
-            _log(f"idle latency over {IDLE_JOBS} lone jobs")
+            log(f"idle latency over {IDLE_JOBS} lone jobs")
             idle_p50 = idle_latency(app, main_q, payloads[:IDLE_JOBS])
         app.close()
     return {
