@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -231,3 +233,30 @@ def test_worker_refuses_unknown_settings(regressor_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "did you mean INFERQ_MAX_BATCH_SIZE" in proc.stderr
+
+
+def test_concurrency_runs_processes_with_one_model_each_and_distinct_names(
+    redis_server: RedisServer, worker_env: dict[str, str]
+) -> None:
+    queue = "test-concurrency"
+    env = {**worker_env, "INFERQ_REGRESSION_QUEUE": queue}
+    proc = WorkerProcess(redis_server.url, env=env, args=["--concurrency", "2"]).start()
+    try:
+        settings = Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})
+        with Client(settings) as c:
+            handles = [c.submit(row) for row in _rows(20, seed=9)]
+            assert all(h.wait(60).earnings_usd[0] > 0 for h in handles)
+        # Both children announce their node when ready; the first ready file may come
+        # from either, so wait (with a deadline) until both have loaded.
+        deadline = time.monotonic() + 120
+        while proc.log_tail(100_000).count("model loaded: regressor") < 2:
+            assert time.monotonic() < deadline, proc.log_tail()
+            time.sleep(0.1)  # polling a log file the children write; deadline-bounded
+    finally:
+        code = proc.stop()
+        log = proc.log_tail(100_000)
+        proc.close()
+    assert code == 0
+    pids = set(re.findall(r"model loaded: regressor .* pid=(\d+)", log))
+    nodes = set(re.findall(r"ready: node=(\S+)", log))
+    assert len(pids) == 2 and len(nodes) == 2
