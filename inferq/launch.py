@@ -47,10 +47,16 @@ def default_nodename(queues: Sequence[str], index: int | None = None) -> str:
 
 
 def supervise(argvs: Sequence[Sequence[str]]) -> int:
-    """Run one `celery worker` process per argv; forward SIGTERM/SIGINT; worst exit code wins."""
+    """Run one `celery worker` process per argv; forward SIGTERM/SIGINT; worst exit code wins.
+
+    A child still starting when the signal comes dies of it (Celery's handler is not
+    installed yet): that is the stop that was asked for, not a failure.
+    """
     procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", *a]) for a in argvs]
+    forwarded: set[int] = set()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        forwarded.add(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -58,6 +64,7 @@ def supervise(argvs: Sequence[Sequence[str]]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [p.wait() for p in procs]
+    codes = [0 if code < 0 and -code in forwarded else code for code in codes]
     return max(codes, key=abs)
 
 

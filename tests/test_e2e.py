@@ -246,10 +246,10 @@ def test_concurrency_runs_processes_with_one_model_each_and_distinct_names(
         with Client(settings) as c:
             handles = [c.submit(row) for row in _rows(20, seed=9)]
             assert all(h.wait(60).earnings_usd[0] > 0 for h in handles)
-        # Both children announce their node when ready; the first ready file may come
-        # from either, so wait (with a deadline) until both have loaded.
+        # The ready file comes from whichever child is first; wait (with a deadline)
+        # until both have announced their node.
         deadline = time.monotonic() + 120
-        while proc.log_tail(100_000).count("model loaded: regressor") < 2:
+        while len(set(re.findall(r"ready: node=(\S+)", proc.log_tail(100_000)))) < 2:
             assert time.monotonic() < deadline, proc.log_tail()
             time.sleep(0.1)  # polling a log file the children write; deadline-bounded
     finally:

@@ -48,14 +48,9 @@ def _median_round(rounds: list[dict[str, float]]) -> dict[str, Any]:
     return {**ordered[len(ordered) // 2], "rounds": [r["jobs_per_s"] for r in rounds]}
 
 
-def run_stream_bench(
-    settings: Settings, *, jobs: int, seed_jobs: int, rounds: int = 3
-) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    main_q, seed_q = f"bench-{tag}-regression", f"bench-{tag}-seed"
-    payloads = _payloads(max(jobs, seed_jobs, WARMUP_JOBS, IDLE_JOBS))
-    env = {"INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve())}
-    seed_argv = [
+def _seed_argv(queue: str, tag: str) -> list[str]:
+    # The course's way: one job at a time in a solo worker, model.predict per job.
+    return [
         sys.executable,
         "-m",
         "celery",
@@ -65,38 +60,53 @@ def run_stream_bench(
         "-P",
         "solo",
         "-Q",
-        seed_q,
+        queue,
         "-n",
         f"seed-{tag}@%h",
         "-l",
         "WARNING",
         *CELERY_FLAGS,
     ]
+
+
+def _alternate(
+    app: Celery, queue: str, payloads: list[dict[str, Any]], rounds: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(a) and (b) alternate over several rounds, so a burst of load elsewhere on the
+    machine does not decide the ratio; each side then reports its median round."""
+    batched, noop = [], []
+    for i in range(1, rounds + 1):
+        log(f"round {i}/{rounds}: (a) {len(payloads)} predict_earnings jobs, (b) as many no-ops")
+        batched.append(run_phase(app, PREDICT_TASK, queue, payloads))
+        noop.append(run_phase(app, BENCH_NOOP_TASK, queue, payloads))
+    return batched, noop
+
+
+def run_stream_bench(
+    settings: Settings, *, jobs: int, seed_jobs: int, rounds: int = 3
+) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    main_q, seed_q = f"bench-{tag}-regression", f"bench-{tag}-seed"
+    payloads = _payloads(max(jobs, seed_jobs, WARMUP_JOBS, IDLE_JOBS))
+    env = {"INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve())}
+    main_env = {**env, "INFERQ_REGRESSION_QUEUE": main_q}
     with redis_url_or_own(settings.redis_url) as url:
         app = bench_app(settings, url)
         with (
-            WorkerProcess(
-                url, env={**env, "INFERQ_REGRESSION_QUEUE": main_q}, args=["--loglevel", "WARNING"]
-            ) as worker,
-            WorkerProcess(url, env=env, argv=seed_argv),
+            WorkerProcess(url, env=main_env, args=["--loglevel", "WARNING"]) as worker,
+            WorkerProcess(url, env=env, argv=_seed_argv(seed_q, tag)),
         ):
             log(f"workers ready (batching worker pid {worker.pid}); warming up")
             run_phase(app, PREDICT_TASK, main_q, payloads[:WARMUP_JOBS])
             run_phase(app, BENCH_NOOP_TASK, main_q, payloads[:WARMUP_JOBS])
             run_phase(app, BENCH_SEED_TASK, seed_q, payloads[:10])
-            # (a) and (b) alternate over several rounds and each reports its median round,
-            # so a burst of load elsewhere on the machine does not decide the ratio.
-            batched_rounds, noop_rounds = [], []
-            for i in range(1, rounds + 1):
-                log(f"round {i}/{rounds}: (a) {jobs} predict_earnings jobs, (b) {jobs} no-op jobs")
-                batched_rounds.append(run_phase(app, PREDICT_TASK, main_q, payloads[:jobs]))
-                noop_rounds.append(run_phase(app, BENCH_NOOP_TASK, main_q, payloads[:jobs]))
-            batched, noop = _median_round(batched_rounds), _median_round(noop_rounds)
+            batched_rounds, noop_rounds = _alternate(app, main_q, payloads[:jobs], rounds)
             log(f"(c) {seed_jobs} seed-style jobs (model.predict per job)")
             seed = run_phase(app, BENCH_SEED_TASK, seed_q, payloads[:seed_jobs])
             log(f"idle latency over {IDLE_JOBS} lone jobs")
             idle_p50 = idle_latency(app, main_q, payloads[:IDLE_JOBS])
         app.close()
+    batched, noop = _median_round(batched_rounds), _median_round(noop_rounds)
     return {
         "jobs": jobs,
         "jobs_per_s": batched["jobs_per_s"],
