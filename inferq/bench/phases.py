@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +26,27 @@ def bench_app(settings: Settings, redis_url: str) -> Celery:
     return app
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU of a process so far (Linux /proc), or None where unreadable."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_phase(
-    app: Celery, task: str, queue: str, payloads: list[dict[str, Any]]
-) -> dict[str, float]:
-    """Send every job, then collect results as they land; jobs/s and latency percentiles."""
+    app: Celery,
+    task: str,
+    queue: str,
+    payloads: list[dict[str, Any]],
+    worker_pid: int | None = None,
+) -> dict[str, Any]:
+    """Send every job, then collect results as they land; jobs/s, latency percentiles and
+    (given its pid) the worker's CPU per job: where the time goes."""
+    cpu_before = cpu_seconds(worker_pid)
     sent: dict[str, float] = {}
     results = []
     start = time.perf_counter()
@@ -42,7 +61,12 @@ def run_phase(
         if isinstance(meta["result"], dict) and "batch" in meta["result"]:
             batch_rows.append(meta["result"]["batch"]["rows"])
     elapsed = time.perf_counter() - start
+    cpu_after = cpu_seconds(worker_pid)
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None:
+        cpu_ms = round((cpu_after - cpu_before) / len(payloads) * 1000, 2)
     return {
+        "worker_cpu_ms_per_job": cpu_ms,
         "jobs_per_s": round(len(payloads) / elapsed, 1),
         "mean_batch_rows": round(float(np.mean(batch_rows)), 1) if batch_rows else 1.0,
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),

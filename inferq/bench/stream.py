@@ -43,7 +43,7 @@ def idle_latency(app: Celery, queue: str, payloads: list[dict[str, Any]]) -> flo
     return round(float(np.percentile(samples, 50)), 2)
 
 
-def _median_round(rounds: list[dict[str, float]]) -> dict[str, Any]:
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(rounds, key=lambda r: r["jobs_per_s"])
     return {**ordered[len(ordered) // 2], "rounds": [r["jobs_per_s"] for r in rounds]}
 
@@ -70,15 +70,15 @@ def _seed_argv(queue: str, tag: str) -> list[str]:
 
 
 def _alternate(
-    app: Celery, queue: str, payloads: list[dict[str, Any]], rounds: int
+    app: Celery, queue: str, payloads: list[dict[str, Any]], rounds: int, pid: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(a) and (b) alternate over several rounds, so a burst of load elsewhere on the
     machine does not decide the ratio; each side then reports its median round."""
     batched, noop = [], []
     for i in range(1, rounds + 1):
         log(f"round {i}/{rounds}: (a) {len(payloads)} predict_earnings jobs, (b) as many no-ops")
-        batched.append(run_phase(app, PREDICT_TASK, queue, payloads))
-        noop.append(run_phase(app, BENCH_NOOP_TASK, queue, payloads))
+        batched.append(run_phase(app, PREDICT_TASK, queue, payloads, pid))
+        noop.append(run_phase(app, BENCH_NOOP_TASK, queue, payloads, pid))
     return batched, noop
 
 
@@ -100,7 +100,9 @@ def run_stream_bench(
             run_phase(app, PREDICT_TASK, main_q, payloads[:WARMUP_JOBS])
             run_phase(app, BENCH_NOOP_TASK, main_q, payloads[:WARMUP_JOBS])
             run_phase(app, BENCH_SEED_TASK, seed_q, payloads[:10])
-            batched_rounds, noop_rounds = _alternate(app, main_q, payloads[:jobs], rounds)
+            batched_rounds, noop_rounds = _alternate(
+                app, main_q, payloads[:jobs], rounds, worker.pid
+            )
             log(f"(c) {seed_jobs} seed-style jobs (model.predict per job)")
             seed = run_phase(app, BENCH_SEED_TASK, seed_q, payloads[:seed_jobs])
             log(f"idle latency over {IDLE_JOBS} lone jobs")
@@ -116,6 +118,8 @@ def run_stream_bench(
         "jobs_per_s_rounds": batched["rounds"],
         "noop_jobs_per_s_rounds": noop["rounds"],
         "mean_batch_rows": batched["mean_batch_rows"],
+        "worker_cpu_ms_per_job": batched["worker_cpu_ms_per_job"],
+        "noop_worker_cpu_ms_per_job": noop["worker_cpu_ms_per_job"],
         "p50_ms": batched["p50_ms"],
         "p99_ms": batched["p99_ms"],
         "noop_p50_ms": noop["p50_ms"],

@@ -62,7 +62,7 @@ def run_vision_bench(settings: Settings, *, images: int) -> dict[str, Any]:
             log(f"vision worker ready (pid {worker.pid}); warming up")
             run_phase(app, CLASSIFY_TASK, queue, jobs[:WARMUP_IMAGES])
             log(f"(a) {images} classify_image jobs end to end")
-            e2e = run_phase(app, CLASSIFY_TASK, queue, jobs)
+            e2e = run_phase(app, CLASSIFY_TASK, queue, jobs, worker.pid)
         app.close()
     log(f"(b) the raw model in process on {images} images")
     raw = raw_images_per_s(settings, images)
@@ -73,6 +73,7 @@ def run_vision_bench(settings: Settings, *, images: int) -> dict[str, Any]:
         "ratio_to_raw": round(e2e["jobs_per_s"] / raw, 3),
         "batch_size": settings.vision_max_batch_size,
         "mean_batch_images": e2e["mean_batch_rows"],
+        "worker_cpu_ms_per_image": e2e["worker_cpu_ms_per_job"],
         "p50_ms": e2e["p50_ms"],
         "p99_ms": e2e["p99_ms"],
         "failed": e2e["failed"],
