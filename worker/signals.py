@@ -25,7 +25,9 @@ log = logging.getLogger("inferq.worker")
 
 EXIT_MODEL = 3  # the worker's exit status when its models cannot be loaded
 
+# Read once at worker_init; a prefork child inherits both through fork.
 _models: set[str] = set()
+_settings: list[Settings] = []
 
 
 def models_for(queues: set[str], settings: Settings) -> set[str]:
@@ -53,6 +55,7 @@ def on_worker_init(sender: Any, **_: Any) -> None:
     except SettingsError as exc:
         _fail(f"invalid settings: {exc}")
         return
+    _settings.append(settings)
     _models.update(models_for(set(sender.app.amqp.queues.consume_from), settings))
     try:
         registry.check_files(settings, _models)
@@ -67,7 +70,7 @@ def on_worker_process_init(**_: Any) -> None:
     if not _models:
         return
     try:
-        registry.load(Settings.load(), _models)
+        registry.load(_settings[0], _models)
     except InferqError as exc:
         # The parent checked the file already; a child that still fails must not be respawned.
         print(f"inferq: {exc.message}", file=sys.stderr, flush=True)
@@ -76,10 +79,9 @@ def on_worker_process_init(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def on_worker_ready(sender: Any, **_: Any) -> None:
-    settings = Settings.load()
+    settings = _settings[0]
     queues = ",".join(sorted(sender.app.amqp.queues.consume_from))
     models = ",".join(f"{n}@{v}" for n, v in registry.loaded().items()) or "none"
-    log.info("inferq worker ready: node=%s queues=%s models=%s", sender.hostname, queues, models)
     # sys.__stdout__: Celery redirects sys.stdout into its log at WARNING level.
     print(
         f"inferq worker ready: node={sender.hostname} queues={queues} models={models}",
