@@ -70,6 +70,12 @@ class ModelFileError(InferqError):
     code = "model_file_error"
 
 
+class UnknownTask(InferqError):
+    """The job named a task no worker on its queue knows (a typo, or a version skew)."""
+
+    code = "unknown_task"
+
+
 class JobTimeout(InferqError):
     """The producer stopped waiting for a result."""
 

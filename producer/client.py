@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from celery import Celery
+from celery.exceptions import NotRegistered
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
 from pydantic import BaseModel
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 from inferq.celery_config import celery_config
 from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
 from inferq.contract import ClassifyResult, PredictResult, RegressorInfo
-from inferq.errors import InferqError, JobTimeout
+from inferq.errors import InferqError, JobTimeout, UnknownTask
 from inferq.procutil import Managed
 from inferq.settings import Settings
 
@@ -54,9 +55,12 @@ class Handle(Generic[R]):
 
 
 def failure(state: str, value: Any) -> InferqError:
-    """The typed error of a failed job; errors Celery raised itself become `worker_error`."""
+    """The typed error of a failed job; errors Celery raised itself become `worker_error`,
+    except a task name no worker knows (Celery stores NotRegistered for it)."""
     if isinstance(value, InferqError):
         return value
+    if isinstance(value, NotRegistered):
+        return UnknownTask(f"no worker knows task {value}")
     return InferqError({"code": "worker_error", "message": f"{state}: {value!r}"})
 
 

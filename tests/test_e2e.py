@@ -260,3 +260,17 @@ def test_concurrency_runs_processes_with_one_model_each_and_distinct_names(
     pids = set(re.findall(r"model loaded: regressor .* pid=(\d+)", log))
     nodes = set(re.findall(r"ready: node=(\S+)", log))
     assert len(pids) == 2 and len(nodes) == 2
+
+
+def test_an_unknown_task_name_gets_a_typed_error_instead_of_silence(
+    worker: WorkerProcess, settings: Settings
+) -> None:
+    from inferq.errors import UnknownTask
+    from producer.client import failure
+
+    with Client(settings) as c:
+        result = c.app.send_task("inferq.predict_earning", kwargs={"rows": {}}, queue=E2E_QUEUE)
+        value = result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"  # stored by Celery: the caller is not left waiting
+    error = failure(result.state, value)
+    assert isinstance(error, UnknownTask) and "inferq.predict_earning" in error.message
