@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     image_root: Path | None = Field(None, description="Jobs may name image files under it.")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)
+    regressor_xla: bool = Field(True, description="Compile the regressor with XLA.")
     inference_timeout_s: float = Field(60.0, gt=0, description="Longest wait for one forward pass.")
     task_events: bool = Field(True, description="Send Celery task events (Flower, monitoring).")
     ready_file: Path | None = Field(

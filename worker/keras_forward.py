@@ -18,7 +18,13 @@ from inferq.errors import ModelFileError
 
 class KerasForward:
     def __init__(
-        self, keras_model: Any, name: str, version: str, bucket_sizes: tuple[int, ...]
+        self,
+        keras_model: Any,
+        name: str,
+        version: str,
+        bucket_sizes: tuple[int, ...],
+        *,
+        jit_compile: bool = False,
     ) -> None:
         import tensorflow as tf
 
@@ -28,9 +34,9 @@ class KerasForward:
         self.traces = 0
         self.input_shape = tuple(keras_model.input_shape[1:])
 
-        # No XLA: it halved the call overhead of the regressor alone, but made each job
-        # cost more CPU in a loaded worker (measured with the stream benchmark).
-        @tf.function
+        # XLA fuses a small network into one kernel: fewer dispatches per call, which is
+        # most of a small model's cost (see README, Benchmarks).
+        @tf.function(jit_compile=jit_compile)
         def call(x: Any) -> Any:
             self.traces += 1  # Python side effect: runs only while tracing.
             return keras_model(x, training=False)

@@ -58,9 +58,15 @@ def check_files(settings: Settings, models: set[str]) -> None:
 
 
 def _serve(
-    model: object, name: str, version: str, max_rows: int, max_wait_ms: float
+    model: object,
+    name: str,
+    version: str,
+    max_rows: int,
+    max_wait_ms: float,
+    jit_compile: bool = False,
 ) -> tuple[KerasForward, BatchRunner]:
-    forward = KerasForward(model, name, version, bucket_sizes_for(max_rows))
+    buckets = bucket_sizes_for(max_rows)
+    forward = KerasForward(model, name, version, buckets, jit_compile=jit_compile)
     return forward, BatchRunner(forward, max_rows, max_wait_ms / 1000).start()
 
 
@@ -81,6 +87,7 @@ def load_regressor(settings: Settings) -> ServedRegressor:
         version,
         settings.max_batch_size,
         settings.max_wait_ms,
+        jit_compile=settings.regressor_xla,
     )
     validator = RowValidator(meta.features, settings.max_rows_per_job)
     return ServedRegressor(
