@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from inferq.errors import ModelFileError
 from inferq.modelfile import RegressorMeta, write_meta
 from inferq.scaling import MinMax
 
@@ -61,7 +60,7 @@ def import_model(
     feature_min: str | None = None,
     feature_scale: str | None = None,
 ) -> Path:
-    from worker.keras_forward import load_keras
+    from worker.keras_forward import check_regressor_shape, load_keras
 
     meta = build_meta(
         features=features,
@@ -71,12 +70,7 @@ def import_model(
         feature_min=feature_min,
         feature_scale=feature_scale,
     )
-    model = load_keras(source)
-    if tuple(model.input_shape) != (None, len(features)) or tuple(model.output_shape) != (None, 1):
-        raise ModelFileError(
-            f"{source} maps {model.input_shape} -> {model.output_shape}, "
-            f"but {len(features)} features -> 1 output is needed"
-        )
+    check_regressor_shape(load_keras(source), len(features), source)
     if out != source:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, out)

@@ -25,8 +25,9 @@ from PIL import Image
 
 from inferq.constants import DEFAULT_CLASSIFIER
 from inferq.errors import ModelFileError
+from inferq.modelfile import file_version
 from inferq.settings import Settings
-from inferq.vision.imagenet import ClassIndex, Prediction
+from inferq.vision.imagenet import ClassIndex, Prediction, top_k_of
 from inferq.vision.preprocess import lite0_crop_box, lite0_preprocess
 
 Preprocess = Callable[[Image.Image], np.ndarray]
@@ -78,16 +79,7 @@ class LabelList:
 
     def top_k(self, probs: np.ndarray, k: int) -> list[Prediction]:
         scores = np.asarray(probs, dtype=np.float64).reshape(-1)
-        order = np.argsort(-scores, kind="stable")[: min(k, len(scores))]
-        return [
-            Prediction(
-                index=int(i),
-                wnid=self.entries[i][0],
-                label=self.entries[i][1],
-                score=float(scores[i]),
-            )
-            for i in order
-        ]
+        return top_k_of(scores, k, self.entries.__getitem__)
 
 
 def crop_resize(img: Image.Image, size: int) -> np.ndarray:
@@ -148,12 +140,6 @@ def check_classifier(settings: Settings) -> None:
         )
 
 
-def _file_hash(path: Path) -> str:
-    from inferq.modelfile import file_version
-
-    return file_version(path)
-
-
 def _weights_hash(model: Any) -> str:
     digest = hashlib.sha256()
     for w in model.get_weights():
@@ -191,7 +177,9 @@ def load_classifier(settings: Settings) -> LoadedClassifier:
     name = settings.classifier
     if name == DEFAULT_CLASSIFIER and path is not None:
         model = load_keras(path)
-        return LoadedClassifier(model, name, _file_hash(path), lite0_preprocess, ClassIndex.load())
+        return LoadedClassifier(
+            model, name, file_version(path), lite0_preprocess, ClassIndex.load()
+        )
     if path is None:
         return _load_app(settings)
     model = load_keras(path)
@@ -203,7 +191,7 @@ def load_classifier(settings: Settings) -> LoadedClassifier:
     )
     assert settings.classifier_preprocess is not None
     preprocess = mode_preprocess(settings.classifier_preprocess, size)
-    return LoadedClassifier(model, path.stem, _file_hash(path), preprocess, labels)
+    return LoadedClassifier(model, path.stem, file_version(path), preprocess, labels)
 
 
 def _load_app(settings: Settings) -> LoadedClassifier:

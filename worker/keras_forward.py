@@ -66,3 +66,13 @@ def load_keras(path: Path) -> Any:
         raise ModelFileError(
             f"cannot load Keras model {path}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def check_regressor_shape(model: Any, n_features: int, path: Path) -> None:
+    """A regressor must take one input per named feature and give one output."""
+    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
+    if shape_in != (None, n_features) or shape_out != (None, 1):
+        raise ModelFileError(
+            f"{path} maps {shape_in} -> {shape_out}, "
+            f"but {n_features} features -> 1 output is needed"
+        )

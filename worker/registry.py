@@ -12,12 +12,12 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from inferq.errors import ModelFileError, ModelUnavailable
+from inferq.errors import ModelUnavailable
 from inferq.features import RowValidator
 from inferq.modelfile import RegressorMeta, file_version, read_meta
 from inferq.settings import Settings
 from worker.classifier import Labels, Preprocess, check_classifier, load_classifier
-from worker.keras_forward import KerasForward, load_keras
+from worker.keras_forward import KerasForward, check_regressor_shape, load_keras
 from worker.runner import BatchRunner, bucket_sizes_for
 
 
@@ -74,12 +74,7 @@ def load_regressor(settings: Settings) -> ServedRegressor:
     path = settings.regressor_path
     meta = read_meta(path)
     keras_model = load_keras(path)
-    shape_in, shape_out = tuple(keras_model.input_shape), tuple(keras_model.output_shape)
-    if shape_in != (None, len(meta.features)) or shape_out != (None, 1):
-        raise ModelFileError(
-            f"model {path} maps {shape_in} -> {shape_out}; its metadata needs "
-            f"(None, {len(meta.features)}) -> (None, 1)"
-        )
+    check_regressor_shape(keras_model, len(meta.features), path)
     version = file_version(path)
     forward, runner = _serve(
         keras_model,

@@ -12,6 +12,7 @@ most published ImageNet class lists. Two labels repeat ("crane" 134/517,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -71,16 +72,24 @@ class ClassIndex:
             raise ValueError(f"expected {NUM_CLASSES} scores, got shape {np.shape(probs)}")
         if not 1 <= k <= NUM_CLASSES:
             raise ValueError(f"k must be in 1..{NUM_CLASSES}, got {k}")
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [
-            Prediction(
-                index=int(i),
-                wnid=self.classes[i].wnid,
-                label=self.classes[i].label,
-                score=float(scores[i]),
-            )
-            for i in order
-        ]
+        return top_k_of(scores, k, self.__getitem__)
+
+
+def top_k_of(
+    scores: np.ndarray, k: int, class_of: Callable[[int], tuple[str, str]]
+) -> list[Prediction]:
+    """The k best of a score vector, best first, ties by lower index; ``class_of`` maps an
+    index to (wnid, label)."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [
+        Prediction(
+            index=int(i),
+            wnid=class_of(int(i))[0],
+            label=class_of(int(i))[1],
+            score=float(scores[i]),
+        )
+        for i in order
+    ]
 
 
 def _parse(doc: Any) -> list[ImageNetClass]:
