@@ -10,6 +10,7 @@ from inferq.constants import (
     CLASSIFY_TASK,
     MODEL_INFO_TASK,
     PREDICT_TASK,
+    SCORE_CHUNK_TASK,
 )
 from inferq.settings import Settings
 
@@ -42,6 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             PREDICT_TASK: {"queue": settings.regression_queue},
             MODEL_INFO_TASK: {"queue": settings.regression_queue},
+            SCORE_CHUNK_TASK: {"queue": settings.regression_queue},
             CLASSIFY_TASK: {"queue": settings.vision_queue},
             BENCH_NOOP_TASK: {"queue": settings.regression_queue},
             BENCH_SEED_TASK: {"queue": settings.regression_queue},

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from inferq.cli_bulk import score
 from inferq.constants import COURSE_FEATURES, COURSE_TARGET
 from inferq.errors import InferqError
 from inferq.settings import Settings, SettingsError
@@ -229,6 +230,9 @@ def demo() -> None:
     sys.exit(run_demo(_settings()))
 
 
+main.add_command(score)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: self-contained, they start and stop what they measure."""
@@ -251,6 +255,25 @@ def bench_vision(images: int, as_json: bool, out: Path | None) -> None:
     from inferq.bench.vision import run_vision_bench
 
     _emit(run_vision_bench(_settings(), images=images), as_json, out)
+
+
+@bench.command("bulk")
+@click.option("--rows", default=1_000_000, show_default=True)
+@click.option("--chunk-rows", default=16_384, show_default=True)
+@click.option("--in-flight", default=4, show_default=True)
+@click.option("--max-batch", default=1024, show_default=True, help="The worker's max batch size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
+def bench_bulk(
+    rows: int, chunk_rows: int, in_flight: int, max_batch: int, as_json: bool, out: Path | None
+) -> None:
+    """A generated products file scored through one worker vs in one process."""
+    from inferq.bench.bulk import run_bulk_bench
+
+    result = run_bulk_bench(
+        _settings(), rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch
+    )
+    _emit(result, as_json, out)
 
 
 @bench.command("stream")

@@ -10,6 +10,7 @@ from typing import Final
 PREDICT_TASK: Final = "inferq.predict_earnings"
 MODEL_INFO_TASK: Final = "inferq.regressor_info"
 CLASSIFY_TASK: Final = "inferq.classify_image"
+SCORE_CHUNK_TASK: Final = "inferq.score_chunk"
 BENCH_NOOP_TASK: Final = "inferq.bench.noop"
 BENCH_SEED_TASK: Final = "inferq.bench.seed_predict"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
+from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 
 
 class PredictPayload(BaseModel):
@@ -127,12 +127,43 @@ class JobError(BaseModel):
     errors: list[FieldError] = Field(default_factory=list)
 
 
+class ScoreChunkPayload(BaseModel):
+    """Keyword arguments of ``inferq.score_chunk``: many rows in one compact message."""
+
+    model_config = ConfigDict(extra="forbid", title="inferq.score_chunk payload (task kwargs)")
+
+    chunk_id: str = Field(description="Deterministic id of the chunk (also its task id).")
+    features: list[str] = Field(description="Column order of ``data``; the model's features.")
+    rows: int = Field(ge=0, description="Rows in ``data``.")
+    data: str = Field(
+        description="Base64 of rows x features little-endian float32, row-major (raw values)."
+    )
+
+
+class ScoreChunkResult(BaseModel):
+    """Result of ``inferq.score_chunk`` (state SUCCESS); bad rows are listed, not fatal."""
+
+    model_config = ConfigDict(title="inferq.score_chunk result")
+
+    chunk_id: str
+    rows: int
+    earnings_usd_f64: str = Field(
+        description="Base64 of one little-endian float64 per row; NaN for a row in row_errors."
+    )
+    row_errors: list[FieldError] = Field(default_factory=list)
+    model: ModelInfo
+    passes: int = Field(description="Forward passes the chunk's rows took part in.")
+    timings_ms: dict[str, float]
+
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     f"{PREDICT_TASK}.payload": PredictPayload,
     f"{PREDICT_TASK}.result": PredictResult,
     f"{MODEL_INFO_TASK}.result": RegressorInfo,
     f"{CLASSIFY_TASK}.payload": ClassifyPayload,
     f"{CLASSIFY_TASK}.result": ClassifyResult,
+    f"{SCORE_CHUNK_TASK}.payload": ScoreChunkPayload,
+    f"{SCORE_CHUNK_TASK}.result": ScoreChunkResult,
     "inferq.job_error": JobError,
 }
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         description="Jobs held at once per worker process (default 2 x max batch).",
     )
     max_rows_per_job: int = Field(10_000, ge=1)
+    max_chunk_rows: int = Field(
+        262_144, ge=1, description="Rows in one bulk-scoring chunk message, at most."
+    )
     result_ttl_s: int = Field(86_400, ge=1, description="How long results stay in Redis.")
     visibility_timeout_s: int = Field(
         3_600, ge=1, description="Unacked jobs of a lost worker are redelivered after this."

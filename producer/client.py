@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 from celery import Celery
 from celery.exceptions import NotRegistered
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
 from pydantic import BaseModel
 
+from inferq.bulk.wire import encode_matrix, task_id_of
 from inferq.celery_config import celery_config
-from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
-from inferq.contract import ClassifyResult, PredictResult, RegressorInfo
+from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
+from inferq.contract import ClassifyResult, PredictResult, RegressorInfo, ScoreChunkResult
 from inferq.errors import InferqError, JobTimeout, UnknownTask
 from inferq.procutil import Managed
 from inferq.settings import Settings
@@ -39,6 +41,10 @@ class Handle(Generic[R]):
     sent_at: float
     _result: AsyncResult = field(repr=False)
     _parse: type[R] = field(repr=False)
+
+    def forget(self) -> None:
+        """Drop the stored result (once it is safely written elsewhere)."""
+        self._result.forget()
 
     def wait(self, timeout_s: float = 30.0) -> R:
         """The job's result, or its typed error raised (JobTimeout if none came in time)."""
@@ -79,11 +85,13 @@ class Client(Managed):
         size: int,
         parse: type[R],
         expires_s: float | None,
+        task_id: str | None = None,
     ) -> Handle[R]:
         sent_at = time.monotonic()
         result = self.app.send_task(
             task,
             kwargs=kwargs,
+            task_id=task_id,
             queue=queue,
             expires=expires_s,
             # Celery would otherwise repr() the payload into every message header: slow,
@@ -116,6 +124,32 @@ class Client(Managed):
             kwargs["path"] = path
         queue = self.settings.vision_queue
         return self._send(CLASSIFY_TASK, kwargs, queue, 1, ClassifyResult, expires_s)
+
+    def submit_chunk(
+        self, chunk_id: str, features: list[str], x: np.ndarray
+    ) -> Handle[ScoreChunkResult]:
+        """Send one bulk chunk (rows x features raw values) as one compact message.
+
+        Its task id is derived from ``chunk_id``: a chunk sent twice (a resumed run)
+        has one result key, so results are stored idempotently."""
+        kwargs = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
+        kwargs["data"] = encode_matrix(x)
+        return self._send(
+            SCORE_CHUNK_TASK,
+            kwargs,
+            self.queue,
+            len(x),
+            ScoreChunkResult,
+            None,
+            task_id_of(chunk_id),
+        )
+
+    def stored_chunk(self, chunk_id: str) -> Handle[ScoreChunkResult] | None:
+        """The handle of a chunk already scored (by an interrupted run), if its result is kept."""
+        result = self.app.AsyncResult(task_id_of(chunk_id))
+        if result.state != "SUCCESS":
+            return None
+        return Handle(result.id, 0, time.monotonic(), result, ScoreChunkResult)
 
     def regressor_info(self, timeout_s: float = 30.0) -> RegressorInfo:
         """What the serving regressor expects (features, version), asked of a worker."""

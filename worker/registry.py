@@ -36,6 +36,7 @@ class Served:
 class ServedRegressor(Served):
     meta: RegressorMeta
     validator: RowValidator
+    max_chunk_rows: int
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,14 @@ def load_regressor(settings: Settings) -> ServedRegressor:
     )
     validator = RowValidator(meta.features, settings.max_rows_per_job)
     return ServedRegressor(
-        meta.name, version, forward, runner, settings.inference_timeout_s, meta, validator
+        meta.name,
+        version,
+        forward,
+        runner,
+        settings.inference_timeout_s,
+        meta,
+        validator,
+        settings.max_chunk_rows,
     )
 
 

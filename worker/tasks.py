@@ -32,7 +32,7 @@ T = TypeVar("T")
 JOB_OPTIONS: dict[str, Any] = {"bind": True, "throws": (InferqError,), "resultrepr_maxsize": 48}
 
 
-def _ms(seconds: float) -> float:
+def to_ms(seconds: float) -> float:
     # Microsecond resolution is plenty, and short numbers keep results small.
     return round(seconds * 1000, 3)
 
@@ -51,7 +51,7 @@ def _batch(parts: list[BatchOutput]) -> dict[str, int]:
     }
 
 
-def _logged(task: Any, model: str, run: Callable[[], T]) -> T:
+def logged_job(task: Any, model: str, run: Callable[[], T]) -> T:
     """Run a job body; one log line of fixed shape per job, whatever the outcome."""
     started = time.monotonic()
     outcome = "ok"
@@ -87,11 +87,11 @@ def predict_earnings(self: Any, rows: Any) -> dict[str, Any]:
             "timings_ms": {
                 "batch_wait_ms": round(sum(p.wait_ms for p in parts), 3),
                 "inference_ms": round(sum(p.inference_ms for p in parts), 3),
-                "total_ms": _ms(time.monotonic() - started),
+                "total_ms": to_ms(time.monotonic() - started),
             },
         }
 
-    return _logged(self, served.name, run)
+    return logged_job(self, served.name, run)
 
 
 @app.task(name=CLASSIFY_TASK, **JOB_OPTIONS)
@@ -111,14 +111,14 @@ def classify_image(
             "model": {"name": served.name, "version": served.version},
             "batch": _batch(parts),
             "timings_ms": {
-                "decode_ms": _ms(decoded - started),
+                "decode_ms": to_ms(decoded - started),
                 "batch_wait_ms": round(parts[0].wait_ms, 3),
                 "inference_ms": round(parts[0].inference_ms, 3),
-                "total_ms": _ms(time.monotonic() - started),
+                "total_ms": to_ms(time.monotonic() - started),
             },
         }
 
-    return _logged(self, served.name, run)
+    return logged_job(self, served.name, run)
 
 
 def _top_k(value: Any) -> int:

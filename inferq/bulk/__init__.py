@@ -1,0 +1,1 @@
+"""Bulk scoring: files in, a results file out, through the same workers as stream jobs."""

@@ -1,0 +1,116 @@
+"""`inferq score` and `inferq score-images`: bulk files through the workers.
+
+Exit codes (README "Nightly scoring"): 0 every row scored, 1 more failed rows
+than --max-errors (the output is still complete), 2 bad usage or input,
+3 chunks left unscored (workers unreachable or failing: rerun with --resume),
+130 interrupted (rerun with --resume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from inferq.bulk.formats import FormatError
+from inferq.bulk.parts import ResumeError
+from inferq.bulk.score import ScoreOptions, Summary, score_file
+from inferq.errors import InferqError
+from inferq.settings import Settings
+
+EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_UNSCORED, EXIT_INTERRUPTED = 1, 2, 3, 130
+FORMATS = click.Choice(["csv", "parquet", "jsonl"])
+
+
+def finish(summary: Summary, max_errors: int, summary_json: Path | None, unit: str = "rows") -> int:
+    """Print (and write) the summary; the exit code a scheduler sees."""
+    click.echo(summary.line(), err=True)
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+    for error in summary.first_row_errors:
+        click.echo(f"  failed: {error}", err=True)
+    if summary.unscored_chunks:
+        click.echo(
+            f"inferq: {summary.unscored_chunks} chunk(s) not scored ({summary.first_chunk_error}); "
+            "the output is not written: rerun with --resume",
+            err=True,
+        )
+        return EXIT_UNSCORED
+    if summary.failed > max_errors:
+        click.echo(f"inferq: {summary.failed} {unit} failed (--max-errors {max_errors})", err=True)
+        return EXIT_ROWS_FAILED
+    return 0
+
+
+def run_guarded(body: Callable[[], int]) -> int:
+    try:
+        return body()
+    except (FormatError, ResumeError) as exc:
+        click.echo(f"inferq: {exc}", err=True)
+        return EXIT_USAGE
+    except InferqError as exc:
+        click.echo(f"inferq: {exc}", err=True)
+        return EXIT_UNSCORED
+    except KeyboardInterrupt:
+        click.echo("inferq: interrupted; finished chunks are kept: rerun with --resume", err=True)
+        return EXIT_INTERRUPTED
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--input-format", type=FORMATS, help="Default: from the file's suffix.")
+@click.option("--output-format", type=FORMATS, help="Default: from the output's suffix.")
+@click.option("--chunk-rows", default=16_384, show_default=True, type=click.IntRange(1))
+@click.option("--in-flight", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (or start one).")
+@click.option("--max-errors", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--chunk-timeout-s", default=900.0, show_default=True)
+@click.option("--in-process", is_flag=True, help="Run the model here, not on workers.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
+def score(
+    source: Path,
+    output: Path,
+    input_format: str | None,
+    output_format: str | None,
+    chunk_rows: int,
+    in_flight: int,
+    resume: bool,
+    max_errors: int,
+    chunk_timeout_s: float,
+    in_process: bool,
+    summary_json: Path | None,
+) -> None:
+    """Score a products file (CSV, Parquet, JSON Lines) with the regressor: every input
+    row, in order, with earnings_usd and error columns added."""
+    options = ScoreOptions(chunk_rows, in_flight, input_format, output_format, resume)
+    settings = _load_settings()
+
+    def body() -> int:
+        if in_process:
+            from inferq.bulk.scorers import LocalScorer
+
+            local = LocalScorer(settings.regressor_path)
+            plain = dataclasses.replace(options, direct=not resume)
+            return finish(score_file(source, output, local, plain), max_errors, summary_json)
+        from inferq.bulk.scorers import QueueScorer
+        from producer.client import Client
+
+        with Client(settings) as client:
+            scorer = QueueScorer(client, chunk_timeout_s, reuse_stored=resume)
+            return finish(score_file(source, output, scorer, options), max_errors, summary_json)
+
+    sys.exit(run_guarded(body))
+
+
+def _load_settings() -> Settings:
+    from inferq.settings import SettingsError
+
+    try:
+        return Settings.load()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from None

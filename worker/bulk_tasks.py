@@ -1,0 +1,92 @@
+"""The bulk-scoring task: one chunk of rows per message (see inferq.bulk.wire).
+
+The chunk's rows go through the same batch runner as stream jobs, cut to the
+same max batch size, so a worker serves both at once. Rows are checked here
+again (finite, in range): a bad row gets its own error in the result and the
+other rows of the chunk are scored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferq.bulk.columns import CODE_NAMES, OK, value_codes
+from inferq.bulk.wire import decode_matrix, encode_results
+from inferq.constants import SCORE_CHUNK_TASK
+from inferq.errors import InvalidInput
+from worker import registry
+from worker.app import app
+from worker.tasks import JOB_OPTIONS, logged_job, to_ms
+
+
+@app.task(name=SCORE_CHUNK_TASK, **JOB_OPTIONS)
+def score_chunk(self: Any, chunk_id: Any, features: Any, rows: Any, data: Any) -> dict[str, Any]:
+    served = registry.regressor()
+    meta = served.meta
+
+    def run() -> dict[str, Any]:
+        started = time.monotonic()
+        order = _column_order(features, meta.features)
+        if isinstance(rows, int) and rows > served.max_chunk_rows:
+            raise _invalid(
+                "too_many_rows", f"{rows} rows; the chunk limit is {served.max_chunk_rows}"
+            )
+        x = decode_matrix(data, rows, len(order))[:, order].astype(np.float64)
+        codes = value_codes(x)
+        ok = (codes == OK).all(axis=1)
+        dollars = np.full(len(x), np.nan)
+        passes = 0
+        if ok.any():
+            scaled = meta.scale_features(x[ok]).astype(np.float32)
+            outputs, parts = served.runner.infer(scaled, served.timeout_s)
+            dollars[ok] = meta.to_dollars(outputs).reshape(-1)
+            passes = len(parts)
+        return {  # ScoreChunkResult
+            "chunk_id": chunk_id,
+            "rows": len(x),
+            "earnings_usd_f64": encode_results(dollars),
+            "row_errors": _row_errors(codes, meta.features),
+            "model": {"name": served.name, "version": served.version},
+            "passes": passes,
+            "timings_ms": {"total_ms": to_ms(time.monotonic() - started)},
+        }
+
+    return logged_job(self, served.name, run)
+
+
+def _column_order(given: Any, expected: Sequence[str]) -> list[int]:
+    """Indices into the message's columns that give the model's feature order."""
+    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
+        raise _invalid("bad_chunk", "features must be a list of column names")
+    missing = [f for f in expected if f not in given]
+    unknown = [g for g in given if g not in expected]
+    if missing or unknown or len(set(given)) != len(given):
+        message = f"chunk columns {given} are not the model's features {list(expected)}"
+        raise _invalid("feature_mismatch", message)
+    return [given.index(f) for f in expected]
+
+
+def _row_errors(codes: np.ndarray, features: Sequence[str]) -> list[dict[str, Any]]:
+    errors = []
+    for row in np.flatnonzero((codes != OK).any(axis=1)):
+        col = int(np.argmax(codes[row] != OK))
+        code = CODE_NAMES[int(codes[row, col])]
+        errors.append(
+            {
+                "row": int(row),
+                "field": features[col],
+                "code": code,
+                "message": code.replace("_", " "),
+            }
+        )
+    return errors
+
+
+def _invalid(code: str, message: str) -> InvalidInput:
+    return InvalidInput.with_errors(
+        message, [{"row": None, "field": None, "code": code, "message": message}]
+    )
