@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from inferq.cli_bulk import score
+from inferq.cli_bulk import score, score_images
 from inferq.constants import COURSE_FEATURES, COURSE_TARGET
 from inferq.errors import InferqError
 from inferq.settings import Settings, SettingsError
@@ -231,6 +231,7 @@ def demo() -> None:
 
 
 main.add_command(score)
+main.add_command(score_images)
 
 
 @main.group()

@@ -107,6 +107,44 @@ def score(
     sys.exit(run_guarded(body))
 
 
+@click.command("score-images")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--top", "top_k", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--chunk-images", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--in-flight", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (or start one).")
+@click.option("--max-errors", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--timeout-s", default=600.0, show_default=True)
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
+def score_images(
+    source: Path,
+    output: Path,
+    top_k: int,
+    chunk_images: int,
+    in_flight: int,
+    resume: bool,
+    max_errors: int,
+    timeout_s: float,
+    summary_json: Path | None,
+) -> None:
+    """Classify every image of a directory (recursively) or a manifest (one path per
+    line) with the vision workers: one JSON line per image, in a stable order."""
+    from inferq.bulk.images import ImageOptions
+    from inferq.bulk.images import score_images as run
+    from producer.client import Client
+
+    options = ImageOptions(chunk_images, in_flight, top_k, timeout_s, resume)
+    settings = _load_settings()
+
+    def body() -> int:
+        with Client(settings) as client:
+            summary = run(client, source, output, options)
+            return finish(summary, max_errors, summary_json, unit="images")
+
+    sys.exit(run_guarded(body))
+
+
 def _load_settings() -> Settings:
     from inferq.settings import SettingsError
 

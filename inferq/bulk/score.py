@@ -45,6 +45,7 @@ class ScoreOptions:
 @dataclass
 class Summary:
     output: Path
+    unit: str = "rows"
     rows: int = 0
     ok: int = 0
     failed: int = 0
@@ -68,8 +69,8 @@ class Summary:
 
     def line(self) -> str:
         return (
-            f"inferq: scored {self.rows} rows: ok={self.ok} failed={self.failed} "
-            f"in {self.seconds:.1f} s ({self.rows_per_s:.0f} rows/s) -> {self.output}"
+            f"inferq: scored {self.rows} {self.unit}: ok={self.ok} failed={self.failed} "
+            f"in {self.seconds:.1f} s ({self.rows_per_s:.0f} {self.unit}/s) -> {self.output}"
         )
 
 
