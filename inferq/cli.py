@@ -262,7 +262,7 @@ def bench_vision(images: int, as_json: bool, out: Path | None) -> None:
 @click.option("--rows", default=1_000_000, show_default=True)
 @click.option("--chunk-rows", default=16_384, show_default=True)
 @click.option("--in-flight", default=4, show_default=True)
-@click.option("--max-batch", default=1024, show_default=True, help="The worker's max batch size.")
+@click.option("--max-batch", default=8192, show_default=True, help="The worker's max batch size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
 def bench_bulk(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,8 +136,10 @@ class ScoreChunkPayload(BaseModel):
     features: list[str] = Field(description="Column order of ``data``; the model's features.")
     rows: int = Field(ge=0, description="Rows in ``data``.")
     data: str = Field(
-        description="Base64 of rows x features little-endian float32, row-major (raw values)."
+        description="Base64 of the raw values as little-endian float32, column-major "
+        "(all rows of the first feature, then the next), zlib-compressed if ``compression``."
     )
+    compression: Literal["zlib"] | None = Field(None, description="zlib, or null for none.")
 
 
 class ScoreChunkResult(BaseModel):

@@ -19,6 +19,7 @@ from inferq.constants import DEFAULT_CLASSIFIER, DEFAULT_REGRESSION_QUEUE, DEFAU
 
 ENV_PREFIX = "INFERQ_"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+MAX_DEFAULT_JOB_SLOTS = 256
 
 
 class SettingsError(ValueError):
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=4096,
-        description="Jobs held at once per worker process (default 2 x max batch).",
+        description="Jobs held at once per worker process (default 2 x max batch, <= 256).",
     )
     max_rows_per_job: int = Field(10_000, ge=1)
     max_chunk_rows: int = Field(
@@ -94,8 +95,11 @@ class Settings(BaseSettings):
 
     @property
     def effective_job_slots(self) -> int:
-        # Two batches' worth of jobs in flight: one running, one filling.
-        return self.job_slots or 2 * max(self.max_batch_size, self.vision_max_batch_size)
+        # Two batches' worth of jobs in flight: one running, one filling; capped, since a
+        # bulk worker's large batches come from few chunk jobs, not thousands of threads.
+        return self.job_slots or min(
+            2 * max(self.max_batch_size, self.vision_max_batch_size), MAX_DEFAULT_JOB_SLOTS
+        )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, /, **overrides: object) -> Settings:

@@ -133,7 +133,7 @@ class Client(Managed):
         Its task id is derived from ``chunk_id``: a chunk sent twice (a resumed run)
         has one result key, so results are stored idempotently."""
         kwargs = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
-        kwargs["data"] = encode_matrix(x)
+        kwargs.update(data=encode_matrix(x, "zlib"), compression="zlib")
         return self._send(
             SCORE_CHUNK_TASK,
             kwargs,

@@ -7,7 +7,9 @@ end-to-end tests (test_bulk_e2e.py) use real workers and the real model.
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,10 @@ def test_wire_matrix_round_trip_and_size_check() -> None:
         decode_matrix(encode_matrix(x), 5, 3)
     with pytest.raises(InvalidInput, match="base64"):
         decode_matrix("not base64!", 4, 3)
+    assert np.array_equal(decode_matrix(encode_matrix(x, None), 4, 3, None), x)
+    bomb = base64.b64encode(zlib.compress(bytes(50_000_000))).decode()
+    with pytest.raises(InvalidInput, match="13 bytes for 1 rows x 3 float32; expected 12"):
+        decode_matrix(bomb, 1, 3)  # inflated no further than one byte past the size
     assert chunk_id("d", 10, 3, "v") == chunk_id("d", 10, 3, "v") != chunk_id("d", 10, 4, "v")
 
 

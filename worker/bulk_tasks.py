@@ -24,7 +24,9 @@ from worker.tasks import JOB_OPTIONS, logged_job, to_ms
 
 
 @app.task(name=SCORE_CHUNK_TASK, **JOB_OPTIONS)
-def score_chunk(self: Any, chunk_id: Any, features: Any, rows: Any, data: Any) -> dict[str, Any]:
+def score_chunk(
+    self: Any, chunk_id: Any, features: Any, rows: Any, data: Any, compression: Any = None
+) -> dict[str, Any]:
     served = registry.regressor()
     meta = served.meta
 
@@ -35,7 +37,7 @@ def score_chunk(self: Any, chunk_id: Any, features: Any, rows: Any, data: Any) -
             raise _invalid(
                 "too_many_rows", f"{rows} rows; the chunk limit is {served.max_chunk_rows}"
             )
-        x = decode_matrix(data, rows, len(order))[:, order].astype(np.float64)
+        x = decode_matrix(data, rows, len(order), compression)[:, order].astype(np.float64)
         codes = value_codes(x)
         ok = (codes == OK).all(axis=1)
         dollars = np.full(len(x), np.nan)

@@ -10,7 +10,6 @@ ties the parts to the input's content, the chunking and the model version, so
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -88,9 +87,12 @@ class Parts:
 
     def write(self, index: int, data: Rendered, ok: int, failed: int) -> None:
         if isinstance(data, pa.Table):
-            buffer = io.BytesIO()
-            pq.write_table(data, buffer)
-            data = buffer.getvalue()
+            # Arrow IPC, not Parquet, for the parts: no encoding now and none to undo when
+            # joining; the output is encoded to Parquet once, at the end.
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, data.schema) as writer:
+                writer.write_table(data)
+            data = sink.getvalue().to_pybytes()
         path = self.dir / f"{index:08d}.{ok}.{failed}.{len(data)}.part"
         _write_atomically(path, data)
         self._found[index] = path
@@ -154,12 +156,16 @@ def _field(part: Path, position: int) -> int:
 
 
 def _join_parquet(parts: list[Path], out: Path) -> None:
-    schema = pq.read_schema(parts[0])
-    with pq.ParquetWriter(out, schema) as writer:
-        for part in parts:
-            table = pq.read_table(part)
-            if table.num_rows:
-                writer.write_table(table)
+    writer: pq.ParquetWriter | None = None
+    for index, part in enumerate(parts):
+        with pa.memory_map(str(part)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+        if writer is None:
+            writer = pq.ParquetWriter(out, table.schema)
+        if table.num_rows or index == 0:
+            writer.write_table(table)
+    assert writer is not None
+    writer.close()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
