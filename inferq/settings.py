@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1)
     regressor_xla: bool = Field(True, description="Compile the regressor with XLA.")
     inference_timeout_s: float = Field(60.0, gt=0, description="Longest wait for one forward pass.")
+    inference_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a forward pass that raised, then a typed error."
+    )
+    retry_backoff_ms: float = Field(
+        50.0, ge=0, le=60_000, description="First retry's wait; doubles."
+    )
     task_events: bool = Field(True, description="Send Celery task events (Flower, monitoring).")
     ready_file: Path | None = Field(
         None, description="Touched when a worker has its models loaded."

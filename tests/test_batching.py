@@ -22,9 +22,12 @@ class FakeModel:
     name = "fake"
     version = "0"
 
-    def __init__(self, max_rows: int, fail: bool = False, drop_one: bool = False) -> None:
+    def __init__(
+        self, max_rows: int, fail: bool = False, drop_one: bool = False, fail_times: int = 0
+    ) -> None:
         self.bucket_sizes = bucket_sizes_for(max_rows)
         self.fail = fail
+        self.fail_times = fail_times
         self.drop_one = drop_one
         self.shapes: list[tuple[int, ...]] = []
         self.gate = threading.Event()
@@ -33,7 +36,8 @@ class FakeModel:
     def forward(self, batch: np.ndarray) -> np.ndarray:
         self.gate.wait(10)
         self.shapes.append(batch.shape)
-        if self.fail:
+        if self.fail or self.fail_times:
+            self.fail_times = max(self.fail_times - 1, 0)
             raise RuntimeError("device lost")
         out = batch * 2
         return out[:-1] if self.drop_one else out
@@ -163,6 +167,32 @@ def test_a_failing_batch_fails_every_job_in_it_and_the_runner_lives_on(
         model.fail = model.drop_one = False
         y, _ = runner.infer(np.ones((1, 2), np.float32), timeout_s=10)
         np.testing.assert_array_equal(y, [[2.0, 2.0]])
+    finally:
+        runner.stop()
+
+
+def test_a_transient_failure_is_retried_and_each_job_answered_once() -> None:
+    model = FakeModel(max_rows=4, fail_times=2)
+    model.gate.clear()
+    runner = BatchRunner(model, max_batch_rows=4, max_wait_s=NEVER_S, retries=2, backoff_s=0.001)
+    futures = [runner.submit(np.full((1, 1), i, np.float32))[0] for i in range(4)]
+    runner.start()
+    model.gate.set()
+    try:
+        assert [f.result(10).values.item() for f in futures] == [0.0, 2.0, 4.0, 6.0]
+        assert len(model.shapes) == 3  # two failures, then the pass that worked
+    finally:
+        runner.stop()
+
+
+def test_retries_are_bounded_then_a_typed_error() -> None:
+    model = FakeModel(max_rows=2, fail=True)
+    runner = BatchRunner(model, max_batch_rows=2, max_wait_s=0.0, retries=3, backoff_s=0.001)
+    runner.start()
+    try:
+        with pytest.raises(InferenceFailed, match=r"device lost \(after 4 attempts\)"):
+            runner.infer(np.ones((2, 1), np.float32), timeout_s=10)
+        assert len(model.shapes) == 4
     finally:
         runner.stop()
 

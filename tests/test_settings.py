@@ -46,3 +46,9 @@ def test_settings_are_frozen() -> None:
     s = Settings.load({})
     with pytest.raises(ValueError, match="frozen"):
         s.max_batch_size = 3  # type: ignore[misc]
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [n for n in Settings.model_fields if f"| `INFERQ_{n.upper()}` |" not in readme]
+    assert missing == []

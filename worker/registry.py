@@ -59,6 +59,7 @@ def check_files(settings: Settings, models: set[str]) -> None:
 
 
 def _serve(
+    settings: Settings,
     model: object,
     name: str,
     version: str,
@@ -68,7 +69,14 @@ def _serve(
 ) -> tuple[KerasForward, BatchRunner]:
     buckets = bucket_sizes_for(max_rows)
     forward = KerasForward(model, name, version, buckets, jit_compile=jit_compile)
-    return forward, BatchRunner(forward, max_rows, max_wait_ms / 1000).start()
+    runner = BatchRunner(
+        forward,
+        max_rows,
+        max_wait_ms / 1000,
+        retries=settings.inference_retries,
+        backoff_s=settings.retry_backoff_ms / 1000,
+    )
+    return forward, runner.start()
 
 
 def load_regressor(settings: Settings) -> ServedRegressor:
@@ -78,6 +86,7 @@ def load_regressor(settings: Settings) -> ServedRegressor:
     check_regressor_shape(keras_model, len(meta.features), path)
     version = file_version(path)
     forward, runner = _serve(
+        settings,
         keras_model,
         meta.name,
         version,
@@ -101,6 +110,7 @@ def load_regressor(settings: Settings) -> ServedRegressor:
 def load_vision(settings: Settings) -> ServedClassifier:
     loaded = load_classifier(settings)
     forward, runner = _serve(
+        settings,
         loaded.keras_model,
         loaded.name,
         loaded.version,

@@ -62,10 +62,20 @@ def bucket_for(rows: int, sizes: tuple[int, ...]) -> int:
 
 
 class BatchRunner:
-    def __init__(self, model: ForwardModel, max_batch_rows: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        model: ForwardModel,
+        max_batch_rows: int,
+        max_wait_s: float,
+        *,
+        retries: int = 0,
+        backoff_s: float = 0.05,
+    ) -> None:
         if model.bucket_sizes[-1] < max_batch_rows:
             raise ValueError("the model's largest bucket is smaller than max_batch_rows")
         self.model = model
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.queue: BatchQueue[np.ndarray, BatchOutput] = BatchQueue(max_batch_rows, max_wait_s)
         self._batch_ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -110,7 +120,7 @@ class BatchRunner:
         """Resolve every future in ``batch``: never leave one pending, never swallow an error."""
         started = time.monotonic()
         try:
-            outputs, padded = self._forward([item.payload for item in batch])
+            outputs, padded = self._forward_retrying([item.payload for item in batch])
         except Exception as exc:
             log.exception("batch of %d jobs failed in model %s", len(batch), self.model.name)
             error = (
@@ -130,6 +140,25 @@ class BatchRunner:
             item.future.set_result(
                 BatchOutput(values, batch_id, rows, padded, len(batch), wait_ms, elapsed_ms)
             )
+
+    def _forward_retrying(self, payloads: list[np.ndarray]) -> tuple[np.ndarray, int]:
+        """A forward pass that raised is tried again (a device hiccup, an allocation that
+        failed under memory pressure) with doubling waits, ``retries`` times at most; the
+        futures are set once, after the last attempt, so no job can get two answers."""
+        for attempt in itertools.count():
+            try:
+                return self._forward(payloads)
+            except InferenceFailed:
+                raise  # a wrong number of outputs: the same input fails the same way
+            except Exception as exc:
+                if attempt >= self.retries:
+                    raise InferenceFailed(
+                        f"{type(exc).__name__}: {exc} (after {attempt + 1} attempts)"
+                    ) from exc
+                delay_s = self.backoff_s * 2**attempt
+                log.warning("forward pass failed (%s); retrying in %.2f s", exc, delay_s)
+                time.sleep(delay_s)
+        raise AssertionError("unreachable")
 
     def _forward(self, payloads: list[np.ndarray]) -> tuple[np.ndarray, int]:
         x = np.concatenate(payloads)
