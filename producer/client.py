@@ -7,8 +7,9 @@ imports the worker package (so never TensorFlow).
 from __future__ import annotations
 
 import base64
+import functools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -41,6 +42,14 @@ class Handle(Generic[R]):
     sent_at: float
     _result: AsyncResult = field(repr=False)
     _parse: type[R] = field(repr=False)
+    _send_again: Callable[[], object] | None = field(default=None, repr=False)
+
+    def resend(self) -> None:
+        """Send the same job again, with the same id: its result key stays one, so a job
+        that was lost (see README, "Delivery guarantees") ends with one result."""
+        if self._send_again is None:
+            raise RuntimeError(f"job {self.id} cannot be resent from this handle")
+        self._send_again()
 
     def forget(self) -> None:
         """Drop the stored result (once it is safely written elsewhere)."""
@@ -88,10 +97,10 @@ class Client(Managed):
         task_id: str | None = None,
     ) -> Handle[R]:
         sent_at = time.monotonic()
-        result = self.app.send_task(
+        send = functools.partial(
+            self.app.send_task,
             task,
             kwargs=kwargs,
-            task_id=task_id,
             queue=queue,
             expires=expires_s,
             # Celery would otherwise repr() the payload into every message header: slow,
@@ -99,7 +108,10 @@ class Client(Managed):
             argsrepr="()",
             kwargsrepr=f"{{size: {size}}}",
         )
-        return Handle(result.id, size, sent_at, result, parse)
+        result = send(task_id=task_id)
+        return Handle(
+            result.id, size, sent_at, result, parse, functools.partial(send, task_id=result.id)
+        )
 
     def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle[PredictResult]:
         """Send one prediction job of one row (a dict) or many rows (a list of dicts)."""
@@ -168,22 +180,37 @@ class Client(Managed):
         return self.submit_image(image, top_k=top_k).wait(timeout_s)
 
     def as_completed(
-        self, handles: Iterable[Handle[R]], timeout_s: float = 60.0
+        self,
+        handles: Iterable[Handle[R]],
+        timeout_s: float = 60.0,
+        *,
+        resend_after_s: float | None = None,
     ) -> Iterator[tuple[Handle[R], R | InferqError]]:
-        """Each handle with its result or error, in the order they finish."""
-        by_id = {h.id: h for h in handles}
-        if not by_id:
-            return
-        results = ResultSet([h._result for h in by_id.values()], app=self.app)
-        try:
-            for task_id, meta in results.iter_native(timeout=timeout_s):
-                handle = by_id[task_id]
-                try:
-                    yield handle, handle.outcome(meta["status"], meta["result"])
-                except InferqError as exc:
-                    yield handle, exc
-        except CeleryTimeout:
-            raise JobTimeout(f"not every job finished within {timeout_s} s") from None
+        """Each handle with its result or error, in the order they finish.
+
+        With ``resend_after_s``, jobs still unanswered after that long are sent again
+        (same ids, so still one result each), then again after as long, until
+        ``timeout_s``: the cover for a job the broker lost with a killed worker."""
+        pending = {h.id: h for h in handles}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            remaining_s = deadline - time.monotonic()
+            wait_s = min(remaining_s, resend_after_s or remaining_s)
+            results = ResultSet([h._result for h in pending.values()], app=self.app)
+            try:
+                for task_id, meta in results.iter_native(timeout=max(wait_s, 0.001)):
+                    handle = pending.pop(task_id)
+                    try:
+                        yield handle, handle.outcome(meta["status"], meta["result"])
+                    except InferqError as exc:
+                        yield handle, exc
+            except CeleryTimeout:
+                if resend_after_s is None or time.monotonic() >= deadline:
+                    raise JobTimeout(
+                        f"{len(pending)} job(s) not finished within {timeout_s} s"
+                    ) from None
+                for handle in pending.values():
+                    handle.resend()
 
     def close(self) -> None:
         self.app.close()
