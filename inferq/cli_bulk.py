@@ -8,6 +8,7 @@ than --max-errors (the output is still complete), 2 bad usage or input,
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import sys
@@ -23,6 +24,7 @@ from inferq.errors import InferqError
 from inferq.settings import Settings
 
 EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_UNSCORED, EXIT_INTERRUPTED = 1, 2, 3, 130
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 FORMATS = click.Choice(["csv", "parquet", "jsonl"])
 
 
@@ -46,7 +48,19 @@ def finish(summary: Summary, max_errors: int, summary_json: Path | None, unit: s
     return 0
 
 
+def _fixed_mmap_threshold(threshold_bytes: int = 128 * 1024) -> None:
+    """Keep glibc from raising its mmap threshold as it sees large frees: each chunk's
+    message and result strings (100 KB to 1 MB) would then come from the heap, which
+    fragments and grows with the file (8M rows: 340 MB peak instead of 200 MB)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes)
+
+
 def run_guarded(body: Callable[[], int]) -> int:
+    _fixed_mmap_threshold()
     try:
         return body()
     except (FormatError, ResumeError) as exc:
@@ -70,6 +84,9 @@ def run_guarded(body: Callable[[], int]) -> int:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (or start one).")
 @click.option("--max-errors", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--chunk-timeout-s", default=900.0, show_default=True)
+@click.option(
+    "--resend-after-s", default=120.0, show_default=True, help="Resend an unanswered chunk."
+)
 @click.option("--in-process", is_flag=True, help="Run the model here, not on workers.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
 def score(
@@ -82,6 +99,7 @@ def score(
     resume: bool,
     max_errors: int,
     chunk_timeout_s: float,
+    resend_after_s: float,
     in_process: bool,
     summary_json: Path | None,
 ) -> None:
@@ -101,7 +119,9 @@ def score(
         from producer.client import Client
 
         with Client(settings) as client:
-            scorer = QueueScorer(client, chunk_timeout_s, reuse_stored=resume)
+            scorer = QueueScorer(
+                client, chunk_timeout_s, reuse_stored=resume, resend_after_s=resend_after_s
+            )
             return finish(score_file(source, output, scorer, options), max_errors, summary_json)
 
     sys.exit(run_guarded(body))

@@ -80,3 +80,27 @@ class JobTimeout(InferqError):
     """The producer stopped waiting for a result."""
 
     code = "timeout"
+
+
+class ContentRefused(InferqError):
+    """The job's message was not JSON (e.g. pickle); it was refused without being decoded."""
+
+    code = "content_refused"
+
+
+class InvalidMessage(InferqError):
+    """The job's message could not be decoded, or its envelope is not a Celery task."""
+
+    code = "invalid_message"
+
+
+class JobRevoked(InferqError):
+    """The job was revoked before it ran (``celery control revoke``)."""
+
+    code = "revoked"
+
+
+class JobExpired(JobRevoked):
+    """The job's deadline (``expires``) passed while it was queued, so it was never run."""
+
+    code = "expired"

@@ -58,17 +58,23 @@ class RedisServer(Managed):
         appendonly: bool = False,
         password: str | None = None,
         data_dir: Path | None = None,
+        username: str | None = None,
+        acl_rules: str = "~* &* +@all",
     ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        # With a username (and a password), an ACL user with ``acl_rules`` (Redis >= 6) is
+        # the only way in: the default user is switched off.
+        self.username = username
+        self.acl_rules = acl_rules
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="inferq-redis-")
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        auth = f"{self.username or ''}:{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
@@ -87,12 +93,26 @@ class RedisServer(Managed):
             "--daemonize",
             "no",
         ]
-        if self.password:
+        if self.username:
+            args.insert(1, str(self._acl_config()))  # a config file must be the first argument
+        elif self.password:
             args += ["--requirepass", self.password]
         with (self.data_dir / "redis.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(timeout_s)
         return self
+
+    def _acl_config(self) -> Path:
+        """A config file (owner-only) declaring the ACL user: its password stays off the
+        command line, which every local user can read in ``ps``."""
+        if not self.password:
+            raise RedisServerError("an ACL user needs a password")
+        path = self.data_dir / "acl.conf"
+        path.touch(mode=0o600)
+        path.write_text(
+            f"user default off\nuser {self.username} on >{self.password} {self.acl_rules}\n"
+        )
+        return path
 
     def _wait_ready(self, timeout_s: float) -> None:
         client = redis.Redis.from_url(self.url, socket_timeout=1)

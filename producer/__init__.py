@@ -7,16 +7,32 @@ with Client() as client:
 """
 
 from inferq.contract import PredictResult
-from inferq.errors import InferenceFailed, InferqError, InvalidInput, JobTimeout, ModelUnavailable
+from inferq.errors import (
+    ContentRefused,
+    InferenceFailed,
+    InferqError,
+    InvalidInput,
+    InvalidMessage,
+    JobExpired,
+    JobRevoked,
+    JobTimeout,
+    ModelUnavailable,
+    UnknownTask,
+)
 from producer.client import Client, Handle
 
 __all__ = [
     "Client",
+    "ContentRefused",
     "Handle",
     "InferenceFailed",
     "InferqError",
     "InvalidInput",
+    "InvalidMessage",
+    "JobExpired",
+    "JobRevoked",
     "JobTimeout",
     "ModelUnavailable",
     "PredictResult",
+    "UnknownTask",
 ]

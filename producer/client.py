@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 from celery import Celery
-from celery.exceptions import NotRegistered
+from celery.exceptions import NotRegistered, TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
 from pydantic import BaseModel
@@ -25,7 +25,7 @@ from inferq.bulk.wire import encode_matrix, task_id_of
 from inferq.celery_config import celery_config
 from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 from inferq.contract import ClassifyResult, PredictResult, RegressorInfo, ScoreChunkResult
-from inferq.errors import InferqError, JobTimeout, UnknownTask
+from inferq.errors import InferqError, JobExpired, JobRevoked, JobTimeout, UnknownTask
 from inferq.procutil import Managed
 from inferq.settings import Settings
 
@@ -71,11 +71,18 @@ class Handle(Generic[R]):
 
 def failure(state: str, value: Any) -> InferqError:
     """The typed error of a failed job; errors Celery raised itself become `worker_error`,
-    except a task name no worker knows (Celery stores NotRegistered for it)."""
+    except a task name no worker knows (Celery stores NotRegistered for it) and a job
+    revoked before it ran (REVOKED; `expired` when its deadline passed in the queue)."""
     if isinstance(value, InferqError):
         return value
     if isinstance(value, NotRegistered):
         return UnknownTask(f"no worker knows task {value}")
+    if state == "REVOKED" or isinstance(value, TaskRevokedError):
+        # Celery stores TaskRevokedError("expired") for a job whose `expires` had passed
+        # when a worker received it; the job body never ran.
+        if str(value) == "expired":
+            return JobExpired("the job's deadline (expires) passed before a worker ran it")
+        return JobRevoked(f"the job was revoked before it ran: {value}")
     return InferqError({"code": "worker_error", "message": f"{state}: {value!r}"})
 
 
@@ -194,16 +201,22 @@ class Client(Managed):
         pending = {h.id: h for h in handles}
         deadline = time.monotonic() + timeout_s
         while pending:
+            # Results already stored first, with one MGET: Celery's iter_native (5.7) never
+            # yields a result whose message an earlier wait() read, and with one such in
+            # the set it runs to its timeout after yielding the rest.
+            stored = self.app.backend.get_many(list(pending), interval=0, max_iterations=1)
+            for task_id, meta in stored:
+                yield self._answer(pending.pop(task_id), meta)
+            if not pending:
+                return
             remaining_s = deadline - time.monotonic()
             wait_s = min(remaining_s, resend_after_s or remaining_s)
             results = ResultSet([h._result for h in pending.values()], app=self.app)
             try:
                 for task_id, meta in results.iter_native(timeout=max(wait_s, 0.001)):
-                    handle = pending.pop(task_id)
-                    try:
-                        yield handle, handle.outcome(meta["status"], meta["result"])
-                    except InferqError as exc:
-                        yield handle, exc
+                    yield self._answer(pending.pop(task_id), meta)
+                    if not pending:
+                        return
             except CeleryTimeout:
                 if resend_after_s is None or time.monotonic() >= deadline:
                     raise JobTimeout(
@@ -211,6 +224,13 @@ class Client(Managed):
                     ) from None
                 for handle in pending.values():
                     handle.resend()
+
+    @staticmethod
+    def _answer(handle: Handle[R], meta: dict[str, Any]) -> tuple[Handle[R], R | InferqError]:
+        try:
+            return handle, handle.outcome(meta["status"], meta["result"])
+        except InferqError as exc:
+            return handle, exc
 
     def close(self) -> None:
         self.app.close()

@@ -147,7 +147,7 @@ def test_a_worker_killed_mid_run_loses_nothing(
     env = {**worker_env, "INFERQ_REGRESSION_QUEUE": queue, "INFERQ_VISIBILITY_TIMEOUT_S": "3"}
     settings = Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})
     src = _products(tmp_path / "in.csv", 4000, bad=False)
-    flags = ("--chunk-rows", "100", "--in-flight", "3", "--chunk-timeout-s", "120")
+    flags = ("--chunk-rows", "100", "--in-flight", "3", "--resend-after-s", "10")
     out = tmp_path / "out.csv"
     with WorkerProcess(redis_server.url, env=env) as first:
         argv = [sys.executable, "-m", "inferq", "score", str(src), "-o", str(out), *flags]

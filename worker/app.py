@@ -14,6 +14,7 @@ from celery import Celery
 
 from inferq.celery_config import celery_config
 from inferq.settings import Settings, SettingsError
+from worker.arguments import InferqTask
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) hides real log lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,7 +29,8 @@ def _config() -> dict[str, Any]:
 
 
 def create_app() -> Celery:
-    app = Celery("inferq")
+    # InferqTask: a job with unknown or missing arguments gets a typed InvalidInput.
+    app = Celery("inferq", task_cls=InferqTask)
     app.add_defaults(_config)
     return app
 

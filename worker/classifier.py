@@ -50,6 +50,8 @@ FILE_PREPROCESS = ("lite0", "tf", "torch", "caffe", "none")
 
 
 class Labels(Protocol):
+    def __len__(self) -> int: ...
+
     def top_k(self, probs: np.ndarray, k: int) -> list[Prediction]: ...
 
 
@@ -76,6 +78,9 @@ class LabelList:
         except (OSError, ValueError, IndexError, TypeError) as exc:
             raise ModelFileError(f"labels file {path}: {exc}") from None
         return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def top_k(self, probs: np.ndarray, k: int) -> list[Prediction]:
         scores = np.asarray(probs, dtype=np.float64).reshape(-1)
@@ -140,6 +145,19 @@ def check_classifier(settings: Settings) -> None:
         )
 
 
+def check_classifier_shape(model: Any, n_labels: int, path: Path) -> None:
+    """A classifier must take (height, width, 3) images and give one score per label.
+
+    Checked at load so that a wrong file stops the worker at start, rather than failing
+    every job (wrong input) or labelling scores with the wrong names (wrong output)."""
+    shape_in, shape_out = tuple(model.input_shape), tuple(model.output_shape)
+    if len(shape_in) != 4 or shape_in[-1] != 3 or shape_out != (None, n_labels):
+        raise ModelFileError(
+            f"{path} maps {shape_in} -> {shape_out}, "
+            f"but images (None, height, width, 3) -> {n_labels} scores (one per label) are needed"
+        )
+
+
 def _weights_hash(model: Any) -> str:
     digest = hashlib.sha256()
     for w in model.get_weights():
@@ -177,9 +195,9 @@ def load_classifier(settings: Settings) -> LoadedClassifier:
     name = settings.classifier
     if name == DEFAULT_CLASSIFIER and path is not None:
         model = load_keras(path)
-        return LoadedClassifier(
-            model, name, file_version(path), lite0_preprocess, ClassIndex.load()
-        )
+        classes = ClassIndex.load()
+        check_classifier_shape(model, len(classes), path)
+        return LoadedClassifier(model, name, file_version(path), lite0_preprocess, classes)
     if path is None:
         return _load_app(settings)
     model = load_keras(path)
@@ -189,6 +207,7 @@ def load_classifier(settings: Settings) -> LoadedClassifier:
         if settings.classifier_labels
         else ClassIndex.load()
     )
+    check_classifier_shape(model, len(labels), path)
     assert settings.classifier_preprocess is not None
     preprocess = mode_preprocess(settings.classifier_preprocess, size)
     return LoadedClassifier(model, path.stem, file_version(path), preprocess, labels)

@@ -19,7 +19,11 @@ from celery import concurrency, signals
 
 from inferq.errors import InferqError
 from inferq.settings import Settings, SettingsError
-from worker import registry
+from inferq.worker_main import EXIT_BROKER, broker_refusal
+from worker import (
+    refusal,  # noqa: F401  (connects the hooks that answer refused messages)
+    registry,
+)
 
 log = logging.getLogger("inferq.worker")
 
@@ -36,11 +40,11 @@ def models_for(queues: set[str], settings: Settings) -> set[str]:
     return {model for queue, model in wanted.items() if queue in queues}
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, exit_code: int = EXIT_MODEL) -> None:
     print(f"inferq: {message}", file=sys.stderr, flush=True)
     log.critical(message)
     # SystemExit passes through Celery's signal dispatch (which catches Exception).
-    raise SystemExit(EXIT_MODEL)
+    raise SystemExit(exit_code)
 
 
 def _uses_prefork(worker: Any) -> bool:
@@ -54,6 +58,12 @@ def on_worker_init(sender: Any, **_: Any) -> None:
         settings = Settings.load()
     except SettingsError as exc:
         _fail(f"invalid settings: {exc}")
+        return
+    refused = broker_refusal(settings.broker_url)
+    if refused is not None and refused[0]:
+        # Bad credentials never get better: fail now rather than let Celery retry forever.
+        # (An unreachable Redis may come back, so that case is left to Celery's retries.)
+        _fail(refused[1], EXIT_BROKER)
         return
     _settings.append(settings)
     _models.update(models_for(set(sender.app.amqp.queues.consume_from), settings))

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 RESULT_COLUMNS = ("earnings_usd", "error")
-_READ_BLOCK_BYTES = 8 << 20
+_READ_BLOCK_BYTES = 1 << 20
 
 
 class Format(StrEnum):

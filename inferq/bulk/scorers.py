@@ -7,6 +7,7 @@ baseline (and a way to check the queue path's output byte for byte).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from inferq.bulk.wire import decode_results
 from inferq.contract import ScoreChunkResult
+from inferq.errors import JobTimeout
 from producer.client import Client, Handle
 
 RowErrors = dict[int, str]
@@ -37,13 +39,21 @@ class Scorer(Protocol):
 
 
 class QueueScorer:
-    def __init__(self, client: Client, chunk_timeout_s: float, *, reuse_stored: bool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        chunk_timeout_s: float,
+        *,
+        reuse_stored: bool,
+        resend_after_s: float = 120.0,
+    ) -> None:
         info = client.regressor_info()
         self.client = client
         self.features = list(info.features)
         self.version = info.model.version
         self.chunk_timeout_s = chunk_timeout_s
         self.reuse_stored = reuse_stored
+        self.resend_after_s = resend_after_s
 
     def submit(self, chunk_id: str, x: np.ndarray) -> Handle[ScoreChunkResult]:
         # A resumed run first looks for a result the interrupted run's workers stored:
@@ -52,7 +62,7 @@ class QueueScorer:
         return stored or self.client.submit_chunk(chunk_id, self.features, x)
 
     def collect(self, ticket: Handle[ScoreChunkResult], rows: int) -> tuple[np.ndarray, RowErrors]:
-        result = ticket.wait(self.chunk_timeout_s)
+        result = self._wait(ticket)
         values = decode_results(result.earnings_usd_f64, rows)
         errors = {
             e.row: f"{e.code}: {e.field}: {e.message}"
@@ -60,6 +70,20 @@ class QueueScorer:
             if e.row is not None
         }
         return values, errors
+
+    def _wait(self, ticket: Handle[ScoreChunkResult]) -> ScoreChunkResult:
+        """The chunk's result; unanswered after ``resend_after_s`` it is sent again under
+        its id (the broker can lose a message with a killed worker; README, "Delivery
+        guarantees"), until ``chunk_timeout_s``."""
+        deadline = time.monotonic() + self.chunk_timeout_s
+        while True:
+            remaining_s = deadline - time.monotonic()
+            try:
+                return ticket.wait(max(min(self.resend_after_s, remaining_s), 0.001))
+            except JobTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                ticket.resend()
 
     def release(self, ticket: Handle[ScoreChunkResult]) -> None:
         ticket.forget()
