@@ -39,6 +39,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.effective_job_slots,
         "worker_prefetch_multiplier": 1,
         "result_expires": settings.result_ttl_s,
+        # A result write that meets a Redis restart is retried (backing off up to 10 s)
+        # instead of failing the job with a ConnectionError it did not cause.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
         "task_default_queue": settings.regression_queue,
         "task_routes": {
             PREDICT_TASK: {"queue": settings.regression_queue},

@@ -99,3 +99,18 @@ def test_a_worker_stopped_mid_run_loses_no_job(
     runs = _executions(*logs)
     assert set(runs) >= {h.id for h in handles}
     print(f"{sig.name}: {JOBS} jobs, 0 lost, {sum(n > 1 for n in runs.values())} run twice")
+
+
+def test_a_redis_restart_mid_run_loses_no_job(
+    fault_env: dict[str, str], tmp_path: Path
+) -> None:
+    with RedisServer(appendonly=True) as server:
+        settings = Settings.load({**fault_env, "INFERQ_REDIS_URL": server.url})
+        log = tmp_path / "worker.log"
+        with Client(settings) as client, WorkerProcess(server.url, env=fault_env, log_path=log):
+            handles = [client.submit(row) for row in _rows(JOBS)]
+            _wait_until_done(server.url, handles, 100)
+            server.stop()  # SIGTERM: Redis writes its AOF and exits, as in a restart
+            server.start()
+            _all_answered(client, handles, server.url)
+        print(f"Redis restart: {JOBS} jobs, 0 lost")
