@@ -153,6 +153,25 @@ def worker(
 
 
 @main.command()
+@click.option("--queues", default="regression", show_default=True, help="regression[,vision]")
+@click.option(
+    "--timeout-s",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="How long to wait for the workers' answers.",
+)
+def health(queues: str, timeout_s: float) -> None:
+    """Exit 0 when Redis answers and each queue has a worker with its model loaded.
+
+    Otherwise one line says why: exit 4 broker unreachable, 1 no worker or no model, 2 usage.
+    """
+    from inferq.health import run
+
+    sys.exit(run(queues.split(","), timeout_s))
+
+
+@main.command()
 @click.option("--json", "json_text", help="One row (object) or several (array) of raw features.")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--timeout-s", default=60.0, show_default=True)

@@ -50,9 +50,16 @@ def supervise(argvs: Sequence[Sequence[str]]) -> int:
     """Run one `celery worker` process per argv; forward SIGTERM/SIGINT; worst exit code wins.
 
     A child still starting when the signal comes dies of it (Celery's handler is not
-    installed yet): that is the stop that was asked for, not a failure.
+    installed yet): that is the stop that was asked for, not a failure. Each child gets
+    its index (INFERQ_PROCESS_INDEX, 0..N-1), so its metrics port is its own.
     """
-    procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", *a]) for a in argvs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", *a],
+            env={**os.environ, "INFERQ_PROCESS_INDEX": str(index)},
+        )
+        for index, a in enumerate(argvs)
+    ]
     forwarded: set[int] = set()
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -82,9 +82,28 @@ class Settings(BaseSettings):
     retry_backoff_ms: float = Field(
         50.0, ge=0, le=60_000, description="First retry's wait; doubles."
     )
+    chaos_forward_failures: int = Field(
+        0, ge=0, description="Fault drill: the first N forward passes of each model raise."
+    )
     task_events: bool = Field(True, description="Send Celery task events (Flower, monitoring).")
     ready_file: Path | None = Field(
         None, description="Touched when a worker has its models loaded."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on this port plus the process index (0: any "
+        "free port); unset: no endpoint.",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0", min_length=1, description="Address the metrics endpoint listens on."
+    )
+    process_index: int = Field(
+        0,
+        ge=0,
+        le=4095,
+        description="This worker process's index (0..N-1, set by `inferq worker --concurrency N`).",
     )
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 

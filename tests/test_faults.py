@@ -6,6 +6,7 @@ lost, whatever happens to the worker that held it.
 
 from __future__ import annotations
 
+import gc
 import re
 import signal
 import time
@@ -101,16 +102,79 @@ def test_a_worker_stopped_mid_run_loses_no_job(
     print(f"{sig.name}: {JOBS} jobs, 0 lost, {sum(n > 1 for n in runs.values())} run twice")
 
 
-def test_a_redis_restart_mid_run_loses_no_job(
-    fault_env: dict[str, str], tmp_path: Path
-) -> None:
+def _stalled(url: str, handles: list[Handle[PredictResult]], window_s: float = 20) -> bool:
+    """True when no job finishes for ``window_s`` although some are unanswered."""
+    store = redis.Redis.from_url(url)
+    keys = [f"celery-task-meta-{h.id}" for h in handles]
+    done, since = store.exists(*keys), time.monotonic()
+    while done < len(keys):
+        if time.monotonic() - since > window_s:
+            return True
+        now_done = store.exists(*keys)
+        if now_done > done:
+            done, since = now_done, time.monotonic()
+        time.sleep(0.05)  # polling progress, bounded by the window
+    return False
+
+
+def test_a_redis_restart_mid_run_loses_no_job(fault_env: dict[str, str], tmp_path: Path) -> None:
+    """Redis (AOF) stopped and started under a running worker. Most runs the worker
+    reconnects by itself. About one run in three its consumer dies in kombu's reconnect
+    (README, "Delivery guarantees": a known, unfixed bug) and stops taking jobs; it is
+    then restarted, as an operator would, and every job is still answered: nothing was
+    lost, the messages waited in Redis. Either way: 1,000 results, 0 lost."""
     with RedisServer(appendonly=True) as server:
         settings = Settings.load({**fault_env, "INFERQ_REDIS_URL": server.url})
-        log = tmp_path / "worker.log"
-        with Client(settings) as client, WorkerProcess(server.url, env=fault_env, log_path=log):
-            handles = [client.submit(row) for row in _rows(JOBS)]
-            _wait_until_done(server.url, handles, 100)
-            server.stop()  # SIGTERM: Redis writes its AOF and exits, as in a restart
-            server.start()
-            _all_answered(client, handles, server.url)
-        print(f"Redis restart: {JOBS} jobs, 0 lost")
+        logs = tmp_path / "worker.log", tmp_path / "restarted.log"
+        with Client(settings) as client:
+            worker = WorkerProcess(server.url, env=fault_env, log_path=logs[0]).start()
+            try:
+                handles = [client.submit(row) for row in _rows(JOBS)]
+                _wait_until_done(server.url, handles, 100)
+                server.stop()  # SIGTERM: Redis writes its AOF and exits, as in a restart
+                server.start()
+                wedged = _stalled(server.url, handles)
+                if wedged:  # restarted, as an operator or a supervisor would
+                    worker.stop(sig=signal.SIGKILL)
+                    worker.close()
+                    worker = WorkerProcess(server.url, env=fault_env, log_path=logs[1]).start()
+                _all_answered(client, handles, server.url)
+            finally:
+                worker.close()
+            # Drop the results while their Redis runs: a result collected later tries to
+            # unsubscribe from a stopped server, and fails in some other test.
+            del handles
+            gc.collect()
+        print(f"Redis restart: {JOBS} jobs, 0 lost, worker restarted by the probe: {wedged}")
+
+
+@pytest.mark.parametrize(
+    ("failures", "retries", "outcome"),
+    [(2, 2, "ok"), (1000, 1, "inference_failed")],
+    ids=["recovers", "gives-up"],
+)
+def test_a_failing_forward_pass_is_retried_then_a_typed_error(
+    redis_server: RedisServer,
+    fault_env: dict[str, str],
+    fault_client: Client,
+    tmp_path: Path,
+    failures: int,
+    retries: int,
+    outcome: str,
+) -> None:
+    env = {
+        **fault_env,
+        "INFERQ_CHAOS_FORWARD_FAILURES": str(failures),
+        "INFERQ_INFERENCE_RETRIES": str(retries),
+        "INFERQ_RETRY_BACKOFF_MS": "20",
+    }
+    log = tmp_path / "worker.log"
+    with WorkerProcess(redis_server.url, env=env, log_path=log):
+        handles = [fault_client.submit(row) for row in _rows(40)]
+        answers = list(fault_client.as_completed(handles, timeout_s=60))
+    assert sorted(h.id for h, _ in answers) == sorted(h.id for h in handles)  # one each
+    codes = {"ok" if isinstance(o, PredictResult) else o.info["code"] for _, o in answers}
+    assert codes == {outcome}
+    if outcome != "ok":
+        assert all(f"after {retries + 1} attempts" in str(o) for _, o in answers)
+    assert "retrying in" in log.read_text()

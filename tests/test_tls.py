@@ -6,6 +6,7 @@ whose redis-server lacks it (or has none) skips this file, saying why.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,7 @@ def test_a_worker_and_a_client_over_rediss(
     env = {**worker_env, "INFERQ_REGRESSION_QUEUE": "test-tls"}
     with WorkerProcess(url, env=env), Client(Settings.load({**env, "INFERQ_REDIS_URL": url})) as c:
         assert c.predict(ROW, timeout_s=30).earnings_usd[0] > 0
+        gc.collect()  # results let go while their server runs (see test_faults.py)
 
 
 def test_an_untrusted_certificate_stops_the_worker_at_start(

@@ -16,6 +16,8 @@ from inferq.errors import ModelUnavailable
 from inferq.features import RowValidator
 from inferq.modelfile import RegressorMeta, file_version, read_meta
 from inferq.settings import Settings
+from worker import metrics
+from worker.chaos import FlakyForward
 from worker.classifier import Labels, Preprocess, check_classifier, load_classifier
 from worker.keras_forward import KerasForward, check_regressor_shape, load_keras
 from worker.runner import BatchRunner, bucket_sizes_for
@@ -69,8 +71,9 @@ def _serve(
 ) -> tuple[KerasForward, BatchRunner]:
     buckets = bucket_sizes_for(max_rows)
     forward = KerasForward(model, name, version, buckets, jit_compile=jit_compile)
+    failures = settings.chaos_forward_failures
     runner = BatchRunner(
-        forward,
+        FlakyForward(forward, failures) if failures else forward,
         max_rows,
         max_wait_ms / 1000,
         retries=settings.inference_retries,
@@ -135,6 +138,7 @@ def load(settings: Settings, models: set[str]) -> None:
     with _lock:
         for kind in sorted(models - _served.keys()):
             served = _served[kind] = loaders[kind](settings)
+            metrics.model_loaded(kind, served.name, served.version)
             # Printed, not logged: at worker_init Celery has not configured logging yet.
             print(
                 f"inferq: model loaded: {kind} name={served.name} version={served.version} "
@@ -166,6 +170,12 @@ def classifier() -> ServedClassifier:
 def loaded() -> dict[str, str]:
     """Model name -> version, for start-up lines and health checks."""
     return {s.name: s.version for s in _served.values()}
+
+
+def served_models() -> dict[str, dict[str, str]]:
+    """Kind (regressor, classifier) -> name and version: what `inferq health` asks for."""
+    # A copy (one C call under the GIL): the remote-control thread may ask during unload.
+    return {kind: {"name": s.name, "version": s.version} for kind, s in _served.copy().items()}
 
 
 def unload() -> None:

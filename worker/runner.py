@@ -21,6 +21,7 @@ import numpy as np
 
 from inferq.errors import InferenceFailed
 from worker.batching import BatchQueue, Pending, QueueClosed
+from worker.metrics import BatchMetrics
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class BatchRunner:
         self.backoff_s = backoff_s
         self.queue: BatchQueue[np.ndarray, BatchOutput] = BatchQueue(max_batch_rows, max_wait_s)
         self._batch_ids = itertools.count(1)
+        self.metrics = BatchMetrics(model.name)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"runner-{model.name}", daemon=True)
 
@@ -117,7 +119,9 @@ class BatchRunner:
                 self.run_batch(batch)
 
     def run_batch(self, batch: list[Pending[np.ndarray, BatchOutput]]) -> None:
-        """Resolve every future in ``batch``: never leave one pending, never swallow an error."""
+        """Resolve every future in ``batch``: never leave one pending, never swallow an error.
+
+        Metrics are recorded after the futures are set, so no job waits for them."""
         started = time.monotonic()
         try:
             outputs, padded = self._forward_retrying([item.payload for item in batch])
@@ -130,8 +134,10 @@ class BatchRunner:
             )
             for item in batch:
                 item.future.set_exception(error)
+            self.metrics.batch_failed(batch, started)
             return
-        elapsed_ms = (time.monotonic() - started) * 1000
+        elapsed_s = time.monotonic() - started
+        elapsed_ms = elapsed_s * 1000
         batch_id, offset, rows = next(self._batch_ids), 0, sum(item.rows for item in batch)
         for item in batch:
             wait_ms = (started - item.queued_at) * 1000
@@ -140,6 +146,7 @@ class BatchRunner:
             item.future.set_result(
                 BatchOutput(values, batch_id, rows, padded, len(batch), wait_ms, elapsed_ms)
             )
+        self.metrics.batch_done(batch, started, rows, padded, elapsed_s)
 
     def _forward_retrying(self, payloads: list[np.ndarray]) -> tuple[np.ndarray, int]:
         """A forward pass that raised is tried again (a device hiccup, an allocation that

@@ -13,14 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from celery import concurrency, signals
+from celery.worker.control import inspect_command
 
 from inferq.errors import InferqError
+from inferq.health import HEALTH_COMMAND
 from inferq.settings import Settings, SettingsError
-from inferq.worker_main import EXIT_BROKER, broker_refusal
+from inferq.worker_main import EXIT_BROKER, EXIT_CONFIG, broker_refusal
 from worker import (
+    metrics,
     refusal,  # noqa: F401  (connects the hooks that answer refused messages)
     registry,
 )
@@ -32,6 +36,7 @@ EXIT_MODEL = 3  # the worker's exit status when its models cannot be loaded
 # Read once at worker_init; a prefork child inherits both through fork.
 _models: set[str] = set()
 _settings: list[Settings] = []
+_metrics_port: list[int] = []  # the port actually bound (INFERQ_METRICS_PORT=0 picks one)
 
 
 def models_for(queues: set[str], settings: Settings) -> set[str]:
@@ -66,6 +71,8 @@ def on_worker_init(sender: Any, **_: Any) -> None:
         _fail(refused[1], EXIT_BROKER)
         return
     _settings.append(settings)
+    # Before the models load: a port already taken fails the start in a second, not a minute.
+    _start_metrics(sender, settings)
     _models.update(models_for(set(sender.app.amqp.queues.consume_from), settings))
     try:
         registry.check_files(settings, _models)
@@ -73,6 +80,20 @@ def on_worker_init(sender: Any, **_: Any) -> None:
             registry.load(settings, _models)
     except InferqError as exc:
         _fail(exc.message)
+
+
+def _start_metrics(worker: Any, settings: Settings) -> None:
+    port = metrics.port_for(settings)
+    if port is None:
+        return
+    if _uses_prefork(worker):
+        # Tasks would run in several children, each counting apart; one port cannot serve them.
+        print("inferq: metrics need the threads pool; none served", file=sys.stderr, flush=True)
+        return
+    try:
+        _metrics_port.append(metrics.serve(settings.metrics_host, port))
+    except (OSError, OverflowError) as exc:
+        _fail(f"cannot serve metrics on {settings.metrics_host}:{port}: {exc}", EXIT_CONFIG)
 
 
 @signals.worker_process_init.connect
@@ -92,15 +113,34 @@ def on_worker_ready(sender: Any, **_: Any) -> None:
     settings = _settings[0]
     queues = ",".join(sorted(sender.app.amqp.queues.consume_from))
     models = ",".join(f"{n}@{v}" for n, v in registry.loaded().items()) or "none"
+    port = str(_metrics_port[0]) if _metrics_port else "off"
     # sys.__stdout__: Celery redirects sys.stdout into its log at WARNING level.
     print(
-        f"inferq worker ready: node={sender.hostname} queues={queues} models={models}",
+        f"inferq worker ready: node={sender.hostname} queues={queues} models={models} "
+        f"metrics_port={port}",
         file=sys.__stdout__,
         flush=True,
     )
     if settings.ready_file is not None:
-        settings.ready_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.ready_file.write_text(f"{sender.hostname}\n{os.getpid()}\n")
+        # Lines: node name, pid, and the metrics port when metrics are served.
+        _write_ready_file(settings.ready_file, [sender.hostname, os.getpid(), *_metrics_port])
+
+
+def _write_ready_file(path: Path, lines: list[object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside, then renamed: a reader polling for the file never sees half of it
+    # (the pid keeps the processes of `--concurrency N` apart).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    tmp.replace(path)
+
+
+@inspect_command(name=HEALTH_COMMAND)
+def inferq_health(state: Any, **_: Any) -> dict[str, Any]:
+    """The queues this worker consumes and the models it has loaded (`inferq health`)."""
+    consumer = state.consumer.task_consumer
+    queues = sorted(q.name for q in consumer.queues) if consumer is not None else []
+    return {"queues": queues, "models": registry.served_models()}
 
 
 @signals.worker_shutdown.connect

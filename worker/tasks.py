@@ -19,7 +19,7 @@ import numpy as np
 from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK
 from inferq.contract import ModelInfo, RegressorInfo
 from inferq.errors import InferqError, InvalidInput
-from worker import registry
+from worker import metrics, registry
 from worker.app import app
 from worker.images import load_image
 from worker.runner import BatchOutput
@@ -52,7 +52,8 @@ def _batch(parts: list[BatchOutput]) -> dict[str, int]:
 
 
 def logged_job(task: Any, model: str, run: Callable[[], T]) -> T:
-    """Run a job body; one log line of fixed shape per job, whatever the outcome."""
+    """Run a job body; one log line of fixed shape and one count per job, whatever the
+    outcome (a non-inferq exception is counted as ``internal_error``, then re-raised)."""
     started = time.monotonic()
     outcome = "ok"
     try:
@@ -60,14 +61,19 @@ def logged_job(task: Any, model: str, run: Callable[[], T]) -> T:
     except InferqError as exc:
         outcome = str(exc.info.get("code"))
         raise
+    except Exception:
+        outcome = "internal_error"  # a bug: Celery stores the exception, the count must not say ok
+        raise
     finally:
+        elapsed_s = time.monotonic() - started
+        metrics.job_done(task.name, model, outcome, elapsed_s)
         log.info(
             "job=%s task=%s model=%s outcome=%s elapsed_ms=%.1f",
             task.request.id,
             task.name,
             model,
             outcome,
-            (time.monotonic() - started) * 1000,
+            elapsed_s * 1000,
         )
 
 
