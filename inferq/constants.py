@@ -11,6 +11,8 @@ PREDICT_TASK: Final = "inferq.predict_earnings"
 MODEL_INFO_TASK: Final = "inferq.regressor_info"
 CLASSIFY_TASK: Final = "inferq.classify_image"
 SCORE_CHUNK_TASK: Final = "inferq.score_chunk"
+# The remote-control command `inferq health` broadcasts to workers.
+HEALTH_COMMAND: Final = "inferq_health"
 BENCH_NOOP_TASK: Final = "inferq.bench.noop"
 BENCH_SEED_TASK: Final = "inferq.bench.seed_predict"
 

@@ -18,13 +18,12 @@ from typing import Any, Final
 from celery import Celery
 
 from inferq.celery_config import celery_config
-from inferq.constants import QUEUE_MODELS
+from inferq.constants import HEALTH_COMMAND, QUEUE_MODELS
 from inferq.launch import queue_names
 from inferq.settings import Settings, SettingsError
 from inferq.worker_main import EXIT_BROKER, check_broker
 
 # The remote-control command the workers register (worker/signals.py).
-HEALTH_COMMAND: Final = "inferq_health"
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 DEFAULT_TIMEOUT_S: Final = 2.0
 

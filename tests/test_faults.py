@@ -145,7 +145,7 @@ def test_a_redis_restart_mid_run_loses_no_job(fault_env: dict[str, str], tmp_pat
             # unsubscribe from a stopped server, and fails in some other test.
             del handles
             gc.collect()
-        print(f"Redis restart: {JOBS} jobs, 0 lost, worker restarted by the probe: {wedged}")
+        print(f"Redis restart: {JOBS} jobs, 0 lost, worker wedged and restarted: {wedged}")
 
 
 @pytest.mark.parametrize(

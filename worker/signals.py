@@ -19,8 +19,8 @@ from typing import Any
 from celery import concurrency, signals
 from celery.worker.control import inspect_command
 
+from inferq.constants import HEALTH_COMMAND
 from inferq.errors import InferqError
-from inferq.health import HEALTH_COMMAND
 from inferq.settings import Settings, SettingsError
 from inferq.worker_main import EXIT_BROKER, EXIT_CONFIG, broker_refusal
 from worker import (
