@@ -51,6 +51,13 @@ class InvalidInput(InferqError):
     def with_errors(cls, message: str, errors: list[dict[str, Any]]) -> InvalidInput:
         return cls({"code": cls.code, "message": message, "errors": errors})
 
+    @classmethod
+    def single(cls, field: str | None, code: str, message: str) -> InvalidInput:
+        """One problem with the job as a whole (no row), or with one of its fields."""
+        return cls.with_errors(
+            message, [{"row": None, "field": field, "code": code, "message": message}]
+        )
+
 
 class ModelUnavailable(InferqError):
     """This worker process has no model loaded for the job's task."""

@@ -34,8 +34,8 @@ def score_chunk(
         started = time.monotonic()
         order = _column_order(features, meta.features)
         if isinstance(rows, int) and rows > served.max_chunk_rows:
-            raise _invalid(
-                "too_many_rows", f"{rows} rows; the chunk limit is {served.max_chunk_rows}"
+            raise InvalidInput.single(
+                None, "too_many_rows", f"{rows} rows; the chunk limit is {served.max_chunk_rows}"
             )
         x = decode_matrix(data, rows, len(order), compression)[:, order].astype(np.float64)
         codes = value_codes(x)
@@ -63,12 +63,12 @@ def score_chunk(
 def _column_order(given: Any, expected: Sequence[str]) -> list[int]:
     """Indices into the message's columns that give the model's feature order."""
     if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
-        raise _invalid("bad_chunk", "features must be a list of column names")
+        raise InvalidInput.single(None, "bad_chunk", "features must be a list of column names")
     missing = [f for f in expected if f not in given]
     unknown = [g for g in given if g not in expected]
     if missing or unknown or len(set(given)) != len(given):
         message = f"chunk columns {given} are not the model's features {list(expected)}"
-        raise _invalid("feature_mismatch", message)
+        raise InvalidInput.single(None, "feature_mismatch", message)
     return [given.index(f) for f in expected]
 
 
@@ -86,9 +86,3 @@ def _row_errors(codes: np.ndarray, features: Sequence[str]) -> list[dict[str, An
             }
         )
     return errors
-
-
-def _invalid(code: str, message: str) -> InvalidInput:
-    return InvalidInput.with_errors(
-        message, [{"row": None, "field": None, "code": code, "message": message}]
-    )

@@ -130,9 +130,7 @@ def classify_image(
 def _top_k(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         message = f"top_k must be an integer from 1 to 1000, not {value!r}"
-        raise InvalidInput.with_errors(
-            message, [{"row": None, "field": "top_k", "code": "invalid_top_k", "message": message}]
-        )
+        raise InvalidInput.single("top_k", "invalid_top_k", message)
     return value
 
 

@@ -47,23 +47,27 @@ def encode_matrix(x: np.ndarray, compression: str | None = "zlib") -> str:
 def decode_matrix(data: Any, rows: Any, columns: int, compression: Any = "zlib") -> np.ndarray:
     """The (rows x columns) float32 matrix of a chunk message, its size checked."""
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise _bad("bad_chunk", f"rows must be a non-negative integer, not {rows!r}")
+        raise InvalidInput.single(
+            "data", "bad_chunk", f"rows must be a non-negative integer, not {rows!r}"
+        )
     if not isinstance(data, str):
-        raise _bad("bad_chunk", "data must be a base64 string")
+        raise InvalidInput.single("data", "bad_chunk", "data must be a base64 string")
     if compression not in COMPRESSIONS:
-        raise _bad("bad_chunk", f"compression must be one of {COMPRESSIONS}, not {compression!r}")
+        raise InvalidInput.single(
+            "data", "bad_chunk", f"compression must be one of {COMPRESSIONS}, not {compression!r}"
+        )
     try:
         # strict a2b_base64, not b64decode(validate=True): that one runs a regex over the
         # whole payload first, slower than the decoding itself.
         raw = binascii.a2b_base64(data, strict_mode=True)
     except (ValueError, binascii.Error):
-        raise _bad("invalid_base64", "data is not valid base64") from None
+        raise InvalidInput.single("data", "invalid_base64", "data is not valid base64") from None
     expected = rows * columns * FEATURE_DTYPE.itemsize
     if compression == "zlib":
         raw = _inflate(raw, expected)
     if len(raw) != expected:
         message = f"{len(raw)} bytes for {rows} rows x {columns} float32; expected {expected}"
-        raise _bad("bad_chunk", message)
+        raise InvalidInput.single("data", "bad_chunk", message)
     return np.frombuffer(raw, dtype=FEATURE_DTYPE).reshape(columns, rows).T
 
 
@@ -73,9 +77,9 @@ def _inflate(raw: bytes, expected: int) -> bytes:
     try:
         out = inflater.decompress(raw, expected + 1)
     except zlib.error as exc:
-        raise _bad("bad_chunk", f"data is not valid zlib: {exc}") from None
+        raise InvalidInput.single("data", "bad_chunk", f"data is not valid zlib: {exc}") from None
     if not inflater.eof and len(out) <= expected:
-        raise _bad("bad_chunk", "data is truncated zlib")
+        raise InvalidInput.single("data", "bad_chunk", "data is truncated zlib")
     return out
 
 
@@ -88,9 +92,3 @@ def decode_results(data: str, rows: int) -> np.ndarray:
     if len(values) != rows:
         raise ValueError(f"{len(values)} results for {rows} rows")
     return values
-
-
-def _bad(code: str, message: str) -> InvalidInput:
-    return InvalidInput.with_errors(
-        message, [{"row": None, "field": "data", "code": code, "message": message}]
-    )
