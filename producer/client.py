@@ -55,13 +55,23 @@ class Handle(Generic[R]):
         """Drop the stored result (once it is safely written elsewhere)."""
         self._result.forget()
 
-    def wait(self, timeout_s: float = 30.0) -> R:
-        """The job's result, or its typed error raised (JobTimeout if none came in time)."""
-        try:
-            value = self._result.get(timeout=timeout_s, propagate=False)
-        except CeleryTimeout:
-            raise JobTimeout(f"job {self.id}: no result within {timeout_s} s") from None
-        return self.outcome(self._result.state, value)
+    def wait(self, timeout_s: float = 30.0, *, resend_after_s: float | None = None) -> R:
+        """The job's result, or its typed error raised (JobTimeout if none came in time).
+
+        With ``resend_after_s``, the job is sent again (same id) each time that long
+        passes without a result, until ``timeout_s``: as in ``Client.as_completed``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining_s = deadline - time.monotonic()
+            wait_s = min(remaining_s, resend_after_s or remaining_s)
+            try:
+                value = self._result.get(timeout=max(wait_s, 0.001), propagate=False)
+            except CeleryTimeout:
+                if resend_after_s is None or time.monotonic() >= deadline:
+                    raise JobTimeout(f"job {self.id}: no result within {timeout_s} s") from None
+                self.resend()
+                continue
+            return self.outcome(self._result.state, value)
 
     def outcome(self, state: str, value: Any) -> R:
         if state == "SUCCESS":

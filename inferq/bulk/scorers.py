@@ -7,7 +7,6 @@ baseline (and a way to check the queue path's output byte for byte).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +14,6 @@ import numpy as np
 
 from inferq.bulk.wire import decode_results
 from inferq.contract import ScoreChunkResult
-from inferq.errors import JobTimeout
 from producer.client import Client, Handle
 
 RowErrors = dict[int, str]
@@ -62,7 +60,9 @@ class QueueScorer:
         return stored or self.client.submit_chunk(chunk_id, self.features, x)
 
     def collect(self, ticket: Handle[ScoreChunkResult], rows: int) -> tuple[np.ndarray, RowErrors]:
-        result = self._wait(ticket)
+        # Unanswered after resend_after_s, the chunk is sent again under its id: the
+        # broker can lose a message with a killed worker (README, "Delivery guarantees").
+        result = ticket.wait(self.chunk_timeout_s, resend_after_s=self.resend_after_s)
         values = decode_results(result.earnings_usd_f64, rows)
         errors = {
             e.row: f"{e.code}: {e.field}: {e.message}"
@@ -70,20 +70,6 @@ class QueueScorer:
             if e.row is not None
         }
         return values, errors
-
-    def _wait(self, ticket: Handle[ScoreChunkResult]) -> ScoreChunkResult:
-        """The chunk's result; unanswered after ``resend_after_s`` it is sent again under
-        its id (the broker can lose a message with a killed worker; README, "Delivery
-        guarantees"), until ``chunk_timeout_s``."""
-        deadline = time.monotonic() + self.chunk_timeout_s
-        while True:
-            remaining_s = deadline - time.monotonic()
-            try:
-                return ticket.wait(max(min(self.resend_after_s, remaining_s), 0.001))
-            except JobTimeout:
-                if time.monotonic() >= deadline:
-                    raise
-                ticket.resend()
 
     def release(self, ticket: Handle[ScoreChunkResult]) -> None:
         ticket.forget()
