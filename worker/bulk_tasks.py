@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from inferq.bulk.columns import CODE_NAMES, OK, value_codes
+from inferq.bulk.columns import CODE_NAMES, OK, first_problems, value_codes
 from inferq.bulk.wire import decode_matrix, encode_results
 from inferq.constants import SCORE_CHUNK_TASK
 from inferq.errors import InvalidInput
@@ -74,15 +74,9 @@ def _column_order(given: Any, expected: Sequence[str]) -> list[int]:
 
 def _row_errors(codes: np.ndarray, features: Sequence[str]) -> list[dict[str, Any]]:
     errors = []
-    for row in np.flatnonzero((codes != OK).any(axis=1)):
-        col = int(np.argmax(codes[row] != OK))
-        code = CODE_NAMES[int(codes[row, col])]
+    for row, col, code in first_problems(codes):
+        name = CODE_NAMES[code]
         errors.append(
-            {
-                "row": int(row),
-                "field": features[col],
-                "code": code,
-                "message": code.replace("_", " "),
-            }
+            {"row": row, "field": features[col], "code": name, "message": name.replace("_", " ")}
         )
     return errors

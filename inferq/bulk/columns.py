@@ -8,7 +8,7 @@ jobs (README "Bad input"), so one table explains both.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +48,18 @@ def value_codes(values: np.ndarray) -> np.ndarray:
     return codes
 
 
-def row_errors(codes: np.ndarray, features: Sequence[str]) -> list[str | None]:
-    """The first problem of each row (rows x features codes), in feature order."""
+def first_problems(codes: np.ndarray) -> Iterator[tuple[int, int, int]]:
+    """(row, column, code) of the first problem of each bad row, in feature order."""
     bad = codes != OK
-    errors: list[str | None] = [None] * len(codes)
     for row in np.flatnonzero(bad.any(axis=1)):
         col = int(np.argmax(bad[row]))
-        code = int(codes[row, col])
+        yield int(row), col, int(codes[row, col])
+
+
+def row_errors(codes: np.ndarray, features: Sequence[str]) -> list[str | None]:
+    """The first problem of each row (rows x features codes) as text, None for a good row."""
+    errors: list[str | None] = [None] * len(codes)
+    for row, col, code in first_problems(codes):
         errors[row] = f"{CODE_NAMES[code]}: {features[col]}: {_MESSAGES[code]}"
     return errors
 
