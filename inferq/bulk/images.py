@@ -142,7 +142,5 @@ def _finish(
 
 
 def _count(summary: Summary, progress: Progress, ok: int, failed: int) -> None:
-    summary.rows += ok + failed
-    summary.ok += ok
-    summary.failed += failed
+    summary.count(ok, failed)
     progress.advance(ok + failed)

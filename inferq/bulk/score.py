@@ -56,6 +56,11 @@ class Summary:
     first_chunk_error: str | None = None
     first_row_errors: list[str] = field(default_factory=list)
 
+    def count(self, ok: int, failed: int) -> None:
+        self.rows += ok + failed
+        self.ok += ok
+        self.failed += failed
+
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
@@ -216,7 +221,5 @@ class _Run:
         self._count(item.chunk.num_rows - failed, failed)
 
     def _count(self, ok: int, failed: int) -> None:
-        self.summary.rows += ok + failed
-        self.summary.ok += ok
-        self.summary.failed += failed
+        self.summary.count(ok, failed)
         self.progress.advance(ok + failed)
