@@ -15,9 +15,25 @@ from inferq.constants import (
 from inferq.settings import Settings
 
 
+def restore_sweep_s(visibility_timeout_s: int) -> int:
+    """How often a worker looks for unacked jobs older than the visibility timeout."""
+    return max(1, min(10, visibility_timeout_s // 4))
+
+
+def broker_transport_options(visibility_timeout_s: int) -> dict[str, Any]:
+    # kombu sweeps for overdue unacked jobs every interval x throttle seconds: 10 x 10
+    # by default, so a lost worker's jobs came back ~100 s late whatever the visibility
+    # timeout. Throttle 1 makes the interval the period; one ZRANGE per sweep.
+    return {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_interval": restore_sweep_s(visibility_timeout_s),
+        "unacked_restore_throttle": 1,
+    }
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     url = settings.broker_url
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = broker_transport_options(settings.visibility_timeout_s)
     return {
         "broker_url": url,
         "result_backend": url,
