@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from inferq.cli_bench import bench
 from inferq.cli_bulk import score, score_images
 from inferq.constants import COURSE_FEATURES, COURSE_TARGET
 from inferq.errors import InferqError
@@ -172,6 +172,17 @@ def health(queues: str, timeout_s: float) -> None:
 
 
 @main.command()
+@click.option("--queues", default="regression,vision", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@click.option("--timeout-s", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
+def queues(queues: str, as_json: bool, timeout_s: float) -> None:
+    """Jobs waiting per queue, and jobs held by workers: what an autoscaler scales on."""
+    from inferq.queues import run
+
+    sys.exit(run(queues.split(","), as_json, timeout_s))
+
+
+@main.command()
 @click.option("--json", "json_text", help="One row (object) or several (array) of raw features.")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--timeout-s", default=60.0, show_default=True)
@@ -251,62 +262,4 @@ def demo() -> None:
 
 main.add_command(score)
 main.add_command(score_images)
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks: self-contained, they start and stop what they measure."""
-
-
-def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-    click.echo(text if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
-
-
-@bench.command("vision")
-@click.option("--images", default=512, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
-def bench_vision(images: int, as_json: bool, out: Path | None) -> None:
-    """Images/s through one vision worker vs the raw compiled model at the same batch size."""
-    from inferq.bench.vision import run_vision_bench
-
-    _emit(run_vision_bench(_settings(), images=images), as_json, out)
-
-
-@bench.command("bulk")
-@click.option("--rows", default=1_000_000, show_default=True)
-@click.option("--chunk-rows", default=16_384, show_default=True)
-@click.option("--in-flight", default=4, show_default=True)
-@click.option("--max-batch", default=8192, show_default=True, help="The worker's max batch size.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
-def bench_bulk(
-    rows: int, chunk_rows: int, in_flight: int, max_batch: int, as_json: bool, out: Path | None
-) -> None:
-    """A generated products file scored through one worker vs in one process."""
-    from inferq.bench.bulk import run_bulk_bench
-
-    result = run_bulk_bench(
-        _settings(), rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch
-    )
-    _emit(result, as_json, out)
-
-
-@bench.command("stream")
-@click.option("--jobs", default=2000, show_default=True)
-@click.option(
-    "--seed-jobs", default=200, show_default=True, help="Jobs for the slow seed baseline."
-)
-@click.option("--rounds", default=3, show_default=True, help="Alternating (a)/(b) rounds; medians.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
-def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Path | None) -> None:
-    """Single-row jobs through one worker vs a no-op task vs model.predict per job."""
-    from inferq.bench.stream import run_stream_bench
-
-    result = run_stream_bench(_settings(), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds)
-    _emit(result, as_json, out)
+main.add_command(bench)

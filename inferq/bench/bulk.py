@@ -56,7 +56,8 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def run_score(source: Path, output: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
-    """`inferq score` in a child process: its summary, plus its peak memory (rusage)."""
+    """`inferq score` in a child process: its summary, plus its peak memory and CPU seconds
+    (rusage: the whole child, start-up included)."""
     summary_path = output.with_name(output.name + ".summary.json")
     argv = [sys.executable, "-m", "inferq", "score", str(source), "-o", str(output)]
     proc = subprocess.Popen([*argv, "--summary-json", str(summary_path), *extra], env=env)
@@ -66,6 +67,7 @@ def run_score(source: Path, output: Path, env: dict[str, str], *extra: str) -> d
         raise RuntimeError(f"inferq score exited {proc.returncode}")
     summary: dict[str, Any] = json.loads(summary_path.read_text())
     summary["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    summary["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
     return summary
 
 

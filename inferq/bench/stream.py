@@ -27,7 +27,8 @@ WARMUP_JOBS = 100
 IDLE_JOBS = 50
 
 
-def _payloads(n: int) -> list[dict[str, Any]]:
+def predict_payloads(n: int) -> list[dict[str, Any]]:
+    """N one-row predict_earnings job arguments (generated games, seed 7)."""
     cols = generate(n, seed=7)
     cols.pop(COURSE_TARGET)
     return [{"rows": {k: float(v[i]) for k, v in cols.items()}} for i in range(n)]
@@ -87,7 +88,7 @@ def run_stream_bench(
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     main_q, seed_q = f"bench-{tag}-regression", f"bench-{tag}-seed"
-    payloads = _payloads(max(jobs, seed_jobs, WARMUP_JOBS, IDLE_JOBS))
+    payloads = predict_payloads(max(jobs, seed_jobs, WARMUP_JOBS, IDLE_JOBS))
     env = {"INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve())}
     main_env = {**env, "INFERQ_REGRESSION_QUEUE": main_q}
     with redis_url_or_own(settings.redis_url) as url:
