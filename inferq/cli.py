@@ -10,21 +10,12 @@ import click
 
 from inferq.cli_bench import bench
 from inferq.cli_bulk import score, score_images
+from inferq.cli_settings import load_settings
 from inferq.constants import COURSE_FEATURES, COURSE_TARGET
 from inferq.errors import InferqError
-from inferq.settings import Settings, SettingsError
 from inferq.tabular import TableError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-EXIT_USAGE = 2
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return Settings.load(**{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -149,7 +140,7 @@ def worker(
     for name, value in overrides.items():
         if value is not None:  # children and Celery's own config read the environment
             os.environ[f"INFERQ_{name.upper()}"] = str(value)
-    sys.exit(run_worker(_settings(), queues.split(","), concurrency, hostname, loglevel))
+    sys.exit(run_worker(load_settings(), queues.split(","), concurrency, hostname, loglevel))
 
 
 @main.command()
@@ -197,7 +188,7 @@ def predict(
     if (json_text is None) == (csv_path is None):
         raise click.UsageError("give exactly one of --json or --csv")
     try:
-        with Client(_settings()) as client:
+        with Client(load_settings()) as client:
             if json_text is not None:
                 predict_json(client, json_text, sys.stdout, timeout_s)
             else:
@@ -217,7 +208,7 @@ def classify(images: tuple[Path, ...], top_k: int, as_json: bool, timeout_s: flo
     from inferq.classify_io import classify_files
     from producer.client import Client
 
-    with Client(_settings()) as client:
+    with Client(load_settings()) as client:
         failed = classify_files(
             client, list(images), sys.stdout, top_k=top_k, as_json=as_json, timeout_s=timeout_s
         )
@@ -257,7 +248,7 @@ def demo() -> None:
     """Start Redis (if INFERQ_REDIS_URL is unset) and a worker, predict a few games, stop."""
     from inferq.demo import run_demo
 
-    sys.exit(run_demo(_settings()))
+    sys.exit(run_demo(load_settings()))
 
 
 main.add_command(score)

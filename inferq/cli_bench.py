@@ -11,14 +11,7 @@ from pathlib import Path
 
 import click
 
-from inferq.settings import Settings, SettingsError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.load()
-    except SettingsError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from None
+from inferq.cli_settings import load_settings
 
 
 def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
@@ -42,7 +35,7 @@ def bench_vision(images: int, as_json: bool, out: Path | None) -> None:
     """Images/s through one vision worker vs the raw compiled model at the same batch size."""
     from inferq.bench.vision import run_vision_bench
 
-    _emit(run_vision_bench(_settings(), images=images), as_json, out)
+    _emit(run_vision_bench(load_settings(), images=images), as_json, out)
 
 
 @bench.command("bulk")
@@ -59,7 +52,7 @@ def bench_bulk(
     from inferq.bench.bulk import run_bulk_bench
 
     result = run_bulk_bench(
-        _settings(), rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch
+        load_settings(), rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch
     )
     _emit(result, as_json, out)
 
@@ -76,7 +69,7 @@ def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Pat
     """Single-row jobs through one worker vs a no-op task vs model.predict per job."""
     from inferq.bench.stream import run_stream_bench
 
-    result = run_stream_bench(_settings(), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds)
+    result = run_stream_bench(load_settings(), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds)
     _emit(result, as_json, out)
 
 
@@ -105,4 +98,4 @@ def bench_scale(
     from inferq.bench.scale import BulkSizes, run_scale_bench
 
     bulk = BulkSizes(rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch)
-    _emit(run_scale_bench(_settings(), jobs=jobs, bulk=bulk, rounds=rounds), as_json, out)
+    _emit(run_scale_bench(load_settings(), jobs=jobs, bulk=bulk, rounds=rounds), as_json, out)

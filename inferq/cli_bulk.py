@@ -20,8 +20,8 @@ import click
 from inferq.bulk.formats import FormatError
 from inferq.bulk.parts import ResumeError
 from inferq.bulk.score import ScoreOptions, Summary, score_file
+from inferq.cli_settings import load_settings
 from inferq.errors import InferqError
-from inferq.settings import Settings
 
 EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_UNSCORED, EXIT_INTERRUPTED = 1, 2, 3, 130
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
@@ -106,7 +106,7 @@ def score(
     """Score a products file (CSV, Parquet, JSON Lines) with the regressor: every input
     row, in order, with earnings_usd and error columns added."""
     options = ScoreOptions(chunk_rows, in_flight, input_format, output_format, resume)
-    settings = _load_settings()
+    settings = load_settings()
 
     def body() -> int:
         if in_process:
@@ -155,7 +155,7 @@ def score_images(
     from producer.client import Client
 
     options = ImageOptions(chunk_images, in_flight, top_k, timeout_s, resume)
-    settings = _load_settings()
+    settings = load_settings()
 
     def body() -> int:
         with Client(settings) as client:
@@ -163,12 +163,3 @@ def score_images(
             return finish(summary, max_errors, summary_json, unit="images")
 
     sys.exit(run_guarded(body))
-
-
-def _load_settings() -> Settings:
-    from inferq.settings import SettingsError
-
-    try:
-        return Settings.load()
-    except SettingsError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from None

@@ -129,3 +129,21 @@ def test_demo_runs_end_to_end_with_its_own_redis(regressor_path: Path, models_di
     assert "image   chelsea.jpg: tiger cat" in proc.stdout
     assert "image   coffee.jpg: espresso" in proc.stdout
     assert "worker  stopped (exit code 0)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker"],
+        ["predict", "--json", "{}"],
+        ["bench", "stream"],
+        ["score", "README.md", "-o", "y"],
+    ],
+    ids=["worker", "predict", "bench", "score"],
+)
+def test_invalid_settings_exit_2_with_the_setting_named(argv: list[str]) -> None:
+    """Every command reads the same settings and refuses bad ones the same way, before
+    starting anything: exit 2, like a usage error, naming the variable."""
+    proc = inferq(*argv, env={**os.environ, "INFERQ_MAX_WAIT_MS": "soon"})
+    assert proc.returncode == 2, proc.stderr
+    assert "invalid settings" in proc.stderr and "INFERQ_MAX_WAIT_MS" in proc.stderr
