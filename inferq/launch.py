@@ -46,17 +46,28 @@ def default_nodename(queues: Sequence[str], index: int | None = None) -> str:
     return f"inferq-{'+'.join(queues)}{suffix}-{os.getpid()}@%h"
 
 
-def supervise(argvs: Sequence[Sequence[str]]) -> int:
+def gpu_env(gpus: Sequence[int] | None, index: int) -> dict[str, str]:
+    """The CUDA_VISIBLE_DEVICES that pins worker process ``index`` to its GPU (round robin).
+
+    Empty without INFERQ_GPUS, so an operator's own CUDA_VISIBLE_DEVICES stays in force.
+    """
+    if not gpus:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": str(gpus[index % len(gpus)])}
+
+
+def supervise(argvs: Sequence[Sequence[str]], gpus: Sequence[int] | None = None) -> int:
     """Run one `celery worker` process per argv; forward SIGTERM/SIGINT; worst exit code wins.
 
     A child still starting when the signal comes dies of it (Celery's handler is not
     installed yet): that is the stop that was asked for, not a failure. Each child gets
-    its index (INFERQ_PROCESS_INDEX, 0..N-1), so its metrics port is its own.
+    its index (INFERQ_PROCESS_INDEX, 0..N-1), so its metrics port is its own, and with
+    ``gpus`` its own GPU: in its environment from exec, before CUDA can read it.
     """
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker", *a],
-            env={**os.environ, "INFERQ_PROCESS_INDEX": str(index)},
+            env={**os.environ, "INFERQ_PROCESS_INDEX": str(index), **gpu_env(gpus, index)},
         )
         for index, a in enumerate(argvs)
     ]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +107,16 @@ class Settings(BaseSettings):
         le=4095,
         description="This worker process's index (0..N-1, set by `inferq worker --concurrency N`).",
     )
+    gpus: tuple[Annotated[int, Field(ge=0)], ...] | None = Field(
+        None,
+        min_length=1,
+        description="GPU ids, e.g. 0,1: worker process i sees only GPU ids[i % len] "
+        "(CUDA_VISIBLE_DEVICES); unset: CUDA_VISIBLE_DEVICES is left alone.",
+    )
+    mixed_precision: bool = Field(
+        False,
+        description="Run the models in mixed_float16, all layers but the outputs (GPUs).",
+    )
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     @field_validator("redis_url")
@@ -113,6 +125,22 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return url or None
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_ids(cls, value: object) -> object:
+        # The environment gives one string; explicit overrides may pass a tuple of ints.
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        parts = [part.strip() for part in value.split(",")]
+        if not all(re.fullmatch(r"[0-9]+", part) for part in parts):
+            raise ValueError(
+                f"must be GPU ids (non-negative integers) separated by commas, like 0,1; "
+                f"got {value!r}"
+            )
+        return tuple(int(part) for part in parts)
 
     @property
     def broker_url(self) -> str:

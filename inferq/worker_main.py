@@ -6,6 +6,7 @@ unreachable broker ends the command at once with one line saying which.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +15,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from inferq.constants import QUEUE_MODELS
 from inferq.errors import InferqError
-from inferq.launch import celery_argv, default_nodename, queue_names, supervise
+from inferq.launch import celery_argv, default_nodename, gpu_env, queue_names, supervise
 from inferq.settings import Settings
 
 EXIT_CONFIG, EXIT_MODEL, EXIT_BROKER = 2, 3, 4
@@ -82,6 +83,8 @@ def run_worker(
         print(f"inferq: {failed[1]}", file=sys.stderr)
         return failed[0]
     if concurrency <= 1:
+        # Set before anything in this process can start CUDA, which reads it only once.
+        os.environ.update(gpu_env(settings.gpus, settings.process_index))
         from worker import app
 
         app.worker_main(celery_argv(queues, hostname or default_nodename(logical_queues), loglevel))
@@ -92,4 +95,4 @@ def run_worker(
         )
         for i in range(1, concurrency + 1)
     ]
-    return supervise(argvs)
+    return supervise(argvs, settings.gpus)

@@ -16,7 +16,7 @@ from inferq.errors import ModelUnavailable
 from inferq.features import RowValidator
 from inferq.modelfile import RegressorMeta, file_version, read_meta
 from inferq.settings import Settings
-from worker import metrics
+from worker import devices, metrics
 from worker.chaos import FlakyForward
 from worker.classifier import Labels, Preprocess, check_classifier, load_classifier
 from worker.keras_forward import KerasForward, check_regressor_shape, load_keras
@@ -69,6 +69,9 @@ def _serve(
     max_wait_ms: float,
     jit_compile: bool = False,
 ) -> tuple[KerasForward, BatchRunner]:
+    if settings.mixed_precision:
+        # Here, not at file load: the version stays the file's hash, not the rebuilt copy's.
+        model = devices.to_mixed_precision(model, name)
     buckets = bucket_sizes_for(max_rows)
     forward = KerasForward(model, name, version, buckets, jit_compile=jit_compile)
     failures = settings.chaos_forward_failures
@@ -136,6 +139,7 @@ def load(settings: Settings, models: set[str]) -> None:
     """Load ``models`` into this process once; a second call loads nothing new."""
     loaders = {"regressor": load_regressor, "classifier": load_vision}
     with _lock:
+        devices.configure(settings)  # before the first model touches a GPU
         for kind in sorted(models - _served.keys()):
             served = _served[kind] = loaders[kind](settings)
             metrics.model_loaded(kind, served.name, served.version)

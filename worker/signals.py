@@ -24,6 +24,7 @@ from inferq.errors import InferqError
 from inferq.settings import Settings, SettingsError
 from inferq.worker_main import EXIT_BROKER, EXIT_CONFIG, broker_refusal
 from worker import (
+    devices,
     metrics,
     refusal,  # noqa: F401  (connects the hooks that answer refused messages)
     registry,
@@ -117,7 +118,7 @@ def on_worker_ready(sender: Any, **_: Any) -> None:
     # sys.__stdout__: Celery redirects sys.stdout into its log at WARNING level.
     print(
         f"inferq worker ready: node={sender.hostname} queues={queues} models={models} "
-        f"metrics_port={port}",
+        f"metrics_port={port} {devices.summary()}",
         file=sys.__stdout__,
         flush=True,
     )
