@@ -7,7 +7,15 @@ import os
 import signal
 import subprocess
 from types import TracebackType
-from typing import Self
+from typing import Self, TextIO
+
+
+def announce(line: str, stream: TextIO | None) -> None:
+    """One whole line in one write: the processes of `--concurrency N` share a log
+    file, and print()'s separate write of the newline let two lines merge into one."""
+    if stream is not None:
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def stop_process(

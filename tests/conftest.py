@@ -8,7 +8,9 @@ deadlines by RedisServer and WorkerProcess).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,17 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "INFERQ_REGRESSION_QUEUE": settings.regression_queue,
         "INFERQ_REGRESSOR_PATH": str(settings.regressor_path),
     }
+
+
+def run_inferq(
+    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m inferq ARGS` as a user would run it; the caller checks the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "inferq", *args],
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

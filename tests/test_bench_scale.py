@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_inferq
 
 pytestmark = pytest.mark.e2e
 
@@ -21,14 +21,7 @@ def test_bench_scale_reports_both_sides_with_two_worker_processes(regressor_path
     argv = ["bench", "scale", "--jobs", str(JOBS), "--rows", str(ROWS), "--rounds", "1"]
     # Chunks of 5,000 rows: four chunks, so the 2-worker bulk round has work for both.
     argv += ["--chunk-rows", "5000", "--json"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "inferq", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    proc = run_inferq(*argv, env=env, timeout_s=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     for key in ("stream_1", "stream_2", "bulk_1", "bulk_2"):

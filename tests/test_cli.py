@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from inferq.contract import schema_documents
 from inferq.launch import WorkerProcess
 from inferq.settings import Settings
-from tests.conftest import cli_env
+from tests.conftest import cli_env, run_inferq
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +30,7 @@ ROW = {
 }
 
 
-def inferq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inferq", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+inferq = run_inferq
 
 
 def test_predict_json_prints_one_object_per_row(worker: WorkerProcess, settings: Settings) -> None:

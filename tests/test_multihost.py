@@ -27,14 +27,14 @@ import pytest
 import redis
 
 from inferq.contract import PredictResult
-from inferq.errors import InferqError, JobTimeout
 from inferq.launch import WorkerProcess
 from inferq.procutil import Managed, stop_process
 from inferq.redis_server import redis_server_binary
 from inferq.settings import Settings
 from producer import Client, Handle
+from tests import delivery
+from tests.delivery import Outcomes, executions, rows
 from tests.netns import Lan, why_no_namespaces
-from tests.test_faults import _executions, _rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -145,9 +145,7 @@ def client(redis_host: NamespacedRedis, env: dict[str, str]) -> Iterator[Client]
         # A result collected after the hosts are gone (one a failed test's traceback
         # holds) would unsubscribe from a Redis address that then leads nowhere, or out
         # of the default route: drop the subscriptions while Redis still runs.
-        consumer = c.app.backend.result_consumer
-        consumer.stop()
-        consumer.subscribed_to.clear()
+        delivery.drop_subscriptions(c)
 
 
 def ran(log: Path) -> int:
@@ -171,9 +169,9 @@ def submit_and_cut(
     """Send the jobs, and cut w1's cable once both workers have run some: while jobs still
     flow, or (the workers slowed by the producer on shared cores) just after the last is
     sent. The handles, how many jobs were sent before the cut, and when it came."""
-    rows = _rows(JOBS)
+    sent = rows(JOBS)
     handles: list[Handle[PredictResult]] = []
-    for row in rows:
+    for row in sent:
         handles.append(client.submit(row))
         if len(handles) % CUT_CHECK_EVERY == 0 and both_ran(logs, RAN_BEFORE_CUT):
             break
@@ -181,7 +179,7 @@ def submit_and_cut(
     wait_until_both_ran(logs, RAN_BEFORE_CUT)
     lan.cut("w1")
     cut_at = time.monotonic()
-    handles += [client.submit(row) for row in rows[sent_at_cut:]]
+    handles += [client.submit(row) for row in sent[sent_at_cut:]]
     return handles, sent_at_cut, cut_at
 
 
@@ -200,56 +198,12 @@ def answers(store: redis.Redis, ids: list[str]) -> Answers:
     }
 
 
-def held_by_redis(store: redis.Redis) -> tuple[set[str], set[str]]:
-    """Ids of the jobs Redis still holds: (queued, delivered and not acked)."""
-    queued: list[bytes] = store.lrange(QUEUE, 0, -1)  # type: ignore[assignment]
-    unacked: list[bytes] = store.hvals("unacked")  # type: ignore[assignment]
-    # kombu stores an unacked message as [message, exchange, routing key].
-    return (
-        {json.loads(m)["headers"]["id"] for m in queued},
-        {json.loads(u)[0]["headers"]["id"] for u in unacked},
-    )
-
-
-Outcomes = dict[str, PredictResult | InferqError]
-
-
-def answered_within(
-    client: Client, handles: list[Handle[PredictResult]], timeout_s: float
-) -> tuple[Outcomes, list[Handle[PredictResult]]]:
-    """The answers that come within ``timeout_s``, and the handles still unanswered.
-    Nothing is resent: redelivery alone must bring the cut-off worker's jobs back."""
-    outcomes: Outcomes = {}
-    try:
-        for handle, outcome in client.as_completed(handles, timeout_s=timeout_s):
-            outcomes[handle.id] = outcome
-    except JobTimeout:
-        pass
-    return outcomes, [h for h in handles if h.id not in outcomes]
-
-
 def answer_all(
     client: Client, store: redis.Redis, handles: list[Handle[PredictResult]]
 ) -> tuple[Outcomes, set[str]]:
-    """Every job's answer, and the ids the producer had to resend (lost by Redis)."""
-    window_s = VISIBILITY_TIMEOUT_S + REDELIVERY_MARGIN_S
-    outcomes, pending = answered_within(client, handles, window_s)
-    queued, unacked = (held & {h.id for h in pending} for held in held_by_redis(store))
-    assert not unacked, (
-        f"{len(unacked)} job(s) still unacked in Redis {window_s} s after the cut "
-        f"(visibility timeout {VISIBILITY_TIMEOUT_S} s): no running worker redelivered them"
+    return delivery.answer_all(
+        client, store, handles, QUEUE, VISIBILITY_TIMEOUT_S + REDELIVERY_MARGIN_S
     )
-    assert not queued, f"{len(queued)} job(s) still queued {window_s} s after the cut"
-    # README, "Delivery guarantees", the one gap: Redis pops a message (BRPOP) before the
-    # worker records it as unacked. A cut in between strands that one message (its
-    # reply lost on the wire) where no redelivery can see it; the producer's resend,
-    # with the same id, is the cover.
-    assert len(pending) <= 1, f"{len(pending)} jobs lost, more than the one in flight"
-    for handle in pending:
-        handle.resend()
-    resent, still = answered_within(client, pending, 30)
-    assert not still, f"{len(still)} resent job(s) unanswered"
-    return outcomes | resent, {h.id for h in pending}
 
 
 def mend_and_stop(lan: Lan, workers: dict[str, WorkerProcess]) -> float:
@@ -267,7 +221,8 @@ def mend_and_stop(lan: Lan, workers: dict[str, WorkerProcess]) -> float:
 def assert_settled(store: redis.Redis, ids: list[str], before: Answers) -> None:
     """The cut-off worker's late writes changed no answer, and nothing is left to run."""
     assert answers(store, ids) == before
-    assert held_by_redis(store) == (set(), set())  # nothing queued or unacked: none runs again
+    # Nothing queued or unacked: nothing runs again.
+    assert delivery.held_by_redis(store, QUEUE) == (set(), set())
     assert len(store.keys("celery-task-meta-*")) == len(ids)  # type: ignore[arg-type]
 
 
@@ -290,7 +245,7 @@ def test_a_worker_cut_off_mid_run_loses_no_job_and_changes_no_answer(
     assert sorted(before) == ids  # one stored success per job id
     stopped_s = mend_and_stop(lan, workers)
     assert_settled(store, ids, before)
-    w1, w2 = _executions(logs["w1"]), _executions(logs["w2"])
+    w1, w2 = executions(logs["w1"]), executions(logs["w2"])
     redelivered = set(w1) & set(w2) - resent
     assert redelivered, f"w1 held no unacked job at the cut (after {sent_at_cut} jobs sent)"
     print(

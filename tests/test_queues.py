@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 
 from celery import Celery
@@ -15,17 +14,11 @@ from inferq.constants import PREDICT_TASK
 from inferq.redis_server import RedisServer, free_port
 from inferq.settings import Settings
 from inferq.worker_main import EXIT_BROKER
+from tests.conftest import run_inferq
 
 
 def queues_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "inferq", "queues", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_inferq("queues", *args, env={**os.environ, **env}, timeout_s=60)
 
 
 def test_waiting_jobs_are_counted_at_every_priority(redis_server: RedisServer) -> None:

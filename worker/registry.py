@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from inferq.errors import ModelUnavailable
 from inferq.features import RowValidator
 from inferq.modelfile import RegressorMeta, file_version, read_meta
+from inferq.procutil import announce
 from inferq.settings import Settings
 from worker import devices, metrics
 from worker.chaos import FlakyForward
@@ -144,11 +145,10 @@ def load(settings: Settings, models: set[str]) -> None:
             served = _served[kind] = loaders[kind](settings)
             metrics.model_loaded(kind, served.name, served.version)
             # Printed, not logged: at worker_init Celery has not configured logging yet.
-            print(
+            announce(
                 f"inferq: model loaded: {kind} name={served.name} version={served.version} "
                 f"pid={os.getpid()} buckets={served.forward.bucket_sizes}",
-                file=sys.__stderr__,
-                flush=True,
+                sys.__stderr__,
             )
 
 

@@ -21,6 +21,7 @@ from celery.worker.control import inspect_command
 
 from inferq.constants import HEALTH_COMMAND
 from inferq.errors import InferqError
+from inferq.procutil import announce
 from inferq.settings import Settings, SettingsError
 from inferq.worker_main import EXIT_BROKER, EXIT_CONFIG, broker_refusal
 from worker import (
@@ -116,11 +117,10 @@ def on_worker_ready(sender: Any, **_: Any) -> None:
     models = ",".join(f"{n}@{v}" for n, v in registry.loaded().items()) or "none"
     port = str(_metrics_port[0]) if _metrics_port else "off"
     # sys.__stdout__: Celery redirects sys.stdout into its log at WARNING level.
-    print(
+    announce(
         f"inferq worker ready: node={sender.hostname} queues={queues} models={models} "
         f"metrics_port={port} {devices.summary()}",
-        file=sys.__stdout__,
-        flush=True,
+        sys.__stdout__,
     )
     if settings.ready_file is not None:
         # Lines: node name, pid, and the metrics port when metrics are served.
