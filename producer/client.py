@@ -32,6 +32,42 @@ from inferq.settings import Settings
 Rows = dict[str, Any] | list[dict[str, Any]]
 R = TypeVar("R", bound=BaseModel)
 
+# While waiting, stored results are also read back at least this often. Celery's result
+# consumer (5.7) can miss a result across a Redis restart: on reconnecting it reads the
+# stored states, then subscribes again, and a result stored in between is announced to
+# nobody; the caller then waited out its whole timeout for a result that was there.
+RESULT_POLL_S = 1.0
+
+
+@dataclass
+class _Schedule:
+    """A wait for results: when to give up, when to resend, how long the next slice is."""
+
+    deadline: float
+    resend_after_s: float | None
+    resend_at: float | None
+
+    @classmethod
+    def start(cls, timeout_s: float, resend_after_s: float | None) -> _Schedule:
+        now = time.monotonic()
+        resend_at = None if resend_after_s is None else now + resend_after_s
+        return cls(now + timeout_s, resend_after_s, resend_at)
+
+    def next_wait_s(self) -> float | None:
+        """How long to wait for results now (a slice); None once the deadline has passed."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            return None
+        until = min(self.deadline, self.resend_at or self.deadline, now + RESULT_POLL_S)
+        return max(until - now, 0.001)
+
+    def resend_due(self) -> bool:
+        now = time.monotonic()
+        if self.resend_at is None or self.resend_after_s is None or now < self.resend_at:
+            return False
+        self.resend_at = now + self.resend_after_s
+        return True
+
 
 @dataclass
 class Handle(Generic[R]):
@@ -60,18 +96,17 @@ class Handle(Generic[R]):
 
         With ``resend_after_s``, the job is sent again (same id) each time that long
         passes without a result, until ``timeout_s``: as in ``Client.as_completed``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining_s = deadline - time.monotonic()
-            wait_s = min(remaining_s, resend_after_s or remaining_s)
+        schedule = _Schedule.start(timeout_s, resend_after_s)
+        while (wait_s := schedule.next_wait_s()) is not None:
             try:
-                value = self._result.get(timeout=max(wait_s, 0.001), propagate=False)
+                # Each get() reads the stored state first, then listens for a slice.
+                value = self._result.get(timeout=wait_s, propagate=False)
             except CeleryTimeout:
-                if resend_after_s is None or time.monotonic() >= deadline:
-                    raise JobTimeout(f"job {self.id}: no result within {timeout_s} s") from None
-                self.resend()
+                if schedule.resend_due():
+                    self.resend()
                 continue
             return self.outcome(self._result.state, value)
+        raise JobTimeout(f"job {self.id}: no result within {timeout_s} s")
 
     def outcome(self, state: str, value: Any) -> R:
         if state == "SUCCESS":
@@ -209,7 +244,7 @@ class Client(Managed):
         (same ids, so still one result each), then again after as long, until
         ``timeout_s``: the cover for a job the broker lost with a killed worker."""
         pending = {h.id: h for h in handles}
-        deadline = time.monotonic() + timeout_s
+        schedule = _Schedule.start(timeout_s, resend_after_s)
         while pending:
             # Results already stored first, with one MGET: Celery's iter_native (5.7) never
             # yields a result whose message an earlier wait() read, and with one such in
@@ -219,21 +254,20 @@ class Client(Managed):
                 yield self._answer(pending.pop(task_id), meta)
             if not pending:
                 return
-            remaining_s = deadline - time.monotonic()
-            wait_s = min(remaining_s, resend_after_s or remaining_s)
+            if schedule.resend_due():
+                for handle in pending.values():
+                    handle.resend()
+            wait_s = schedule.next_wait_s()
+            if wait_s is None:
+                raise JobTimeout(f"{len(pending)} job(s) not finished within {timeout_s} s")
             results = ResultSet([h._result for h in pending.values()], app=self.app)
             try:
-                for task_id, meta in results.iter_native(timeout=max(wait_s, 0.001)):
+                for task_id, meta in results.iter_native(timeout=wait_s):
                     yield self._answer(pending.pop(task_id), meta)
                     if not pending:
                         return
             except CeleryTimeout:
-                if resend_after_s is None or time.monotonic() >= deadline:
-                    raise JobTimeout(
-                        f"{len(pending)} job(s) not finished within {timeout_s} s"
-                    ) from None
-                for handle in pending.values():
-                    handle.resend()
+                pass  # a slice ended: read the store again, resend if due
 
     @staticmethod
     def _answer(handle: Handle[R], meta: dict[str, Any]) -> tuple[Handle[R], R | InferqError]:

@@ -1,4 +1,4 @@
-"""The two broker fixes behind "workers reconnect by themselves", against a real Redis.
+"""The fixes behind "producers and workers reconnect by themselves", against a real Redis.
 
 The end-to-end proof is `test_faults.test_a_redis_restart_mid_run_loses_no_job`; these
 pin each cause down on its own, so a kombu upgrade that brings either back fails here
@@ -7,14 +7,24 @@ with a name rather than as a rare stall.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import pytest
 import redis
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
 from inferq.celery_config import broker_transport_options, restore_sweep_s
+from inferq.constants import COURSE_FEATURES
 from inferq.redis_server import RedisServer
+from inferq.settings import Settings
+from producer import Client
+from tests import delivery
 from worker.reconnect import ReconnectSafeChannel
 
 
@@ -77,3 +87,66 @@ def test_overdue_unacked_jobs_are_swept_within_the_visibility_timeout() -> None:
         period_s = options["unacked_restore_interval"] * options["unacked_restore_throttle"]
         assert 1 <= period_s <= max(1, visibility_s // 4) and period_s <= 10
     assert restore_sweep_s(3_600) == 10
+
+
+def _store_unannounced(url: str, job_id: str) -> None:
+    """A result in the store that no pub/sub message announced: what a client finds
+    after Celery's result consumer resubscribed too late across a Redis restart."""
+    result = {
+        "earnings_usd": [123.0],
+        "model": {"name": "regressor", "version": "v"},
+        "batch": {"id": 1, "rows": 1, "padded_rows": 1, "jobs": 1, "passes": 1},
+        "timings_ms": {"batch_wait_ms": 0.0, "inference_ms": 0.0, "total_ms": 0.0},
+    }
+    meta = {"status": "SUCCESS", "result": result, "traceback": None, "children": []}
+    redis.Redis.from_url(url).set(
+        f"celery-task-meta-{job_id}", json.dumps(meta | {"task_id": job_id})
+    )
+
+
+def _first_fetch_done(client: Client, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once a wait has read the store for the first time: from then on it can find
+    a result stored without an announcement only by reading the store again."""
+    done, backend = threading.Event(), client.app.backend
+
+    def spying(real: Any) -> Any:
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            value = real(*args, **kwargs)
+            done.set()
+            return value
+
+        return spy
+
+    # Client.as_completed reads with get_many, on the backend of its own thread (Celery's
+    # app.backend is per thread): spied on the class. Handle.wait reads through the
+    # result consumer of the backend its handle was made with.
+    owners = ((type(backend), "get_many"), (backend.result_consumer, "on_wait_for_pending"))
+    for owner, name in owners:
+        monkeypatch.setattr(owner, name, spying(getattr(owner, name)))
+    return done
+
+
+@pytest.mark.parametrize("way", ["wait", "as_completed"])
+def test_a_stored_result_nobody_announced_is_still_found(
+    redis_server: RedisServer, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handle.wait and Client.as_completed read the store back every RESULT_POLL_S while
+    they wait, so a missed announcement costs a second, not the caller's whole timeout
+    (before, both waited the full 30 s here and raised JobTimeout)."""
+    queue = f"test-reconnect-{uuid.uuid4().hex[:8]}"  # no worker: only the store answers
+    env = {"INFERQ_REDIS_URL": redis_server.url, "INFERQ_REGRESSION_QUEUE": queue}
+    with Client(Settings.load(env)) as client:
+        handles = [client.submit(dict.fromkeys(COURSE_FEATURES, 1.0)) for _ in range(3)]
+        fetched = _first_fetch_done(client, monkeypatch)
+        if way == "wait":
+            handles = handles[:1]
+            waiting = ThreadPoolExecutor(1).submit(lambda: [handles[0].wait(30)])
+        else:
+            waiting = ThreadPoolExecutor(1).submit(lambda: list(client.as_completed(handles, 30)))
+        assert fetched.wait(10), "the wait never read the store"
+        started = time.monotonic()
+        for handle in handles:
+            _store_unannounced(redis_server.url, handle.id)
+        assert len(waiting.result(timeout=40)) == len(handles)
+        assert time.monotonic() - started < 5  # RESULT_POLL_S is 1 s; before, 30 s
+        delivery.drop_subscriptions(client)
