@@ -16,15 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from kombu.transport import redis as kombu_redis
 
 from inferq.launch import queue_names
 from inferq.settings import Settings, SettingsError
 from inferq.worker_main import EXIT_BROKER, check_broker
 
-# kombu.transport.redis defaults: PRIORITY_STEPS and the separator of Channel.sep.
-PRIORITY_STEPS = (0, 3, 6, 9)
-PRIORITY_SEP = "\x06\x16"
-UNACKED_KEY = "unacked"
+# kombu's own names, so a kombu that changes them changes these too (inferq sets no
+# transport options that override them).
+PRIORITY_STEPS: list[int] = kombu_redis.PRIORITY_STEPS
+PRIORITY_SEP: str = kombu_redis.Channel.sep
+UNACKED_KEY: str = kombu_redis.Channel.unacked_key
 
 
 def priority_lists(queue: str) -> list[str]:
