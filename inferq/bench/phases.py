@@ -73,3 +73,8 @@ def run_phase(
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
         "failed": failed,
     }
+
+
+def median_round(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round with the median ``key`` (the upper one of an even count)."""
+    return sorted(rounds, key=lambda r: r[key])[len(rounds) // 2]

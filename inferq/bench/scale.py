@@ -32,7 +32,7 @@ import redis
 from celery import Celery
 
 from inferq.bench.bulk import run_score, write_products
-from inferq.bench.phases import bench_app, cpu_seconds, log, run_phase
+from inferq.bench.phases import bench_app, cpu_seconds, log, median_round, run_phase
 from inferq.bench.stream import WARMUP_JOBS, predict_payloads
 from inferq.constants import PREDICT_TASK
 from inferq.launch import WorkerProcess, celery_argv
@@ -235,12 +235,8 @@ def bulk_side(
             return alternate(rounds, "bulk", measure), startup_cpu_s
 
 
-def median_round(rounds: list[Round]) -> Round:
-    return sorted(rounds, key=lambda r: r["rate"])[len(rounds) // 2]
-
-
 def side_report(name: str, rounds: Rounds, cpu_key: str) -> dict[str, Any]:
-    one, two = median_round(rounds[1]), median_round(rounds[2])
+    one, two = median_round(rounds[1], "rate"), median_round(rounds[2], "rate")
     return {
         f"{name}_1": one["rate"],
         f"{name}_2": two["rate"],
@@ -270,7 +266,9 @@ def run_scale_bench(
     return {
         **side_report("stream", stream, "cpu_ms_per_job"),
         **side_report("bulk", bulk_rounds, "cpu_us_per_row"),
-        "stream_mean_batch_rows": [median_round(stream[n])["mean_batch_rows"] for n in (1, 2)],
+        "stream_mean_batch_rows": [
+            median_round(stream[n], "rate")["mean_batch_rows"] for n in (1, 2)
+        ],
         "bulk_client_startup_cpu_s": startup_cpu_s,
         "bulk_rows_scored": min(r["rows_scored"] for rs in bulk_rounds.values() for r in rs),
         "failed": _failed(stream, bulk_rounds),

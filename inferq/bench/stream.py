@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from celery import Celery
 
-from inferq.bench.phases import bench_app, log, run_phase
+from inferq.bench.phases import bench_app, log, median_round, run_phase
 from inferq.constants import BENCH_NOOP_TASK, BENCH_SEED_TASK, COURSE_TARGET, PREDICT_TASK
 from inferq.launch import CELERY_FLAGS, WorkerProcess
 from inferq.redis_server import redis_url_or_own
@@ -45,8 +45,7 @@ def idle_latency(app: Celery, queue: str, payloads: list[dict[str, Any]]) -> flo
 
 
 def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(rounds, key=lambda r: r["jobs_per_s"])
-    return {**ordered[len(ordered) // 2], "rounds": [r["jobs_per_s"] for r in rounds]}
+    return {**median_round(rounds, "jobs_per_s"), "rounds": [r["jobs_per_s"] for r in rounds]}
 
 
 def _seed_argv(queue: str, tag: str) -> list[str]:
