@@ -25,7 +25,7 @@ from inferq.redis_server import RedisServer
 from inferq.settings import Settings
 from producer import Client
 from tests import delivery
-from worker.reconnect import ReconnectSafeChannel
+from worker.channel import ReconnectSafeChannel
 
 
 class _SafeTransport(kombu_redis.Transport):  # type: ignore[misc]

@@ -14,7 +14,7 @@ from celery import Celery
 
 from inferq.celery_config import celery_config
 from inferq.settings import Settings, SettingsError
-from worker import reconnect
+from worker import channel
 from worker.arguments import InferqTask
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags) hides real log lines.
@@ -30,7 +30,7 @@ def _config() -> dict[str, Any]:
 
 
 def create_app() -> Celery:
-    reconnect.install()  # a Redis restart must not kill the consumer (see the module)
+    channel.install()  # kombu's Redis channel, fixed (see the module)
     # InferqTask: a job with unknown or missing arguments gets a typed InvalidInput.
     app = Celery("inferq", task_cls=InferqTask)
     app.add_defaults(_config)
