@@ -159,6 +159,11 @@ def _get(kind: str) -> Served:
     return served
 
 
+def holds(kind: str) -> bool:
+    """Whether this process has loaded a model of ``kind`` (a prefork parent has none)."""
+    return kind in _served
+
+
 def regressor() -> ServedRegressor:
     served = _get("regressor")
     assert isinstance(served, ServedRegressor)

@@ -95,12 +95,15 @@ class BatchRunner:
 
     def infer(self, x: np.ndarray, timeout_s: float) -> tuple[np.ndarray, list[BatchOutput]]:
         """Run ``x`` (rows x ...) through the model, split over as many batches as needed."""
-        futures = self.submit(x)
+        parts = self.wait(self.submit(x), timeout_s)
+        return np.concatenate([p.values for p in parts]), parts
+
+    def wait(self, futures: list[Future[BatchOutput]], timeout_s: float) -> list[BatchOutput]:
+        """The outputs of ``submit``'s futures, in order; InferenceFailed after ``timeout_s``."""
         try:
-            parts = [f.result(timeout=timeout_s) for f in futures]
+            return [f.result(timeout=timeout_s) for f in futures]
         except FutureTimeout:
             raise InferenceFailed(f"no forward pass within {timeout_s} s") from None
-        return np.concatenate([p.values for p in parts]), parts
 
     def submit(self, x: np.ndarray) -> list[Future[BatchOutput]]:
         step = self.queue.max_rows

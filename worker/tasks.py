@@ -51,9 +51,22 @@ def _batch(parts: list[BatchOutput]) -> dict[str, int]:
     }
 
 
+def record_job(task: str, job_id: str | None, model: str, outcome: str, elapsed_s: float) -> None:
+    """One count and one log line of fixed shape per job, whichever path ran it."""
+    metrics.job_done(task, model, outcome, elapsed_s)
+    log.info(
+        "job=%s task=%s model=%s outcome=%s elapsed_ms=%.1f",
+        job_id,
+        task,
+        model,
+        outcome,
+        elapsed_s * 1000,
+    )
+
+
 def logged_job(task: Any, model: str, run: Callable[[], T]) -> T:
-    """Run a job body; one log line of fixed shape and one count per job, whatever the
-    outcome (a non-inferq exception is counted as ``internal_error``, then re-raised)."""
+    """Run a job body and record it, whatever the outcome (a non-inferq exception is
+    counted as ``internal_error``, then re-raised)."""
     started = time.monotonic()
     outcome = "ok"
     try:
@@ -65,37 +78,42 @@ def logged_job(task: Any, model: str, run: Callable[[], T]) -> T:
         outcome = "internal_error"  # a bug: Celery stores the exception, the count must not say ok
         raise
     finally:
-        elapsed_s = time.monotonic() - started
-        metrics.job_done(task.name, model, outcome, elapsed_s)
-        log.info(
-            "job=%s task=%s model=%s outcome=%s elapsed_ms=%.1f",
-            task.request.id,
-            task.name,
-            model,
-            outcome,
-            elapsed_s * 1000,
-        )
+        record_job(task.name, task.request.id, model, outcome, time.monotonic() - started)
 
 
-@app.task(name=PREDICT_TASK, **JOB_OPTIONS)
+def predict_inputs(served: registry.ServedRegressor, rows: Any) -> np.ndarray:
+    """A job's rows, validated and scaled: what the model takes (InvalidInput if bad)."""
+    return served.meta.scale_features(served.validator.validate(rows)).astype(np.float32)
+
+
+def predict_result(
+    served: registry.ServedRegressor, parts: list[BatchOutput], started: float
+) -> dict[str, Any]:
+    """The PredictResult of a job whose rows ran in ``parts``."""
+    outputs = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
+    return {
+        "earnings_usd": served.meta.to_dollars(outputs).tolist(),
+        "model": {"name": served.name, "version": served.version},
+        "batch": _batch(parts),
+        "timings_ms": {
+            "batch_wait_ms": round(sum(p.wait_ms for p in parts), 3),
+            "inference_ms": round(sum(p.inference_ms for p in parts), 3),
+            "total_ms": to_ms(time.monotonic() - started),
+        },
+    }
+
+
+# Strategy: small jobs skip the pool thread and go from the consumer to the batch queue
+# (worker.direct); this body runs the rest (big jobs, ETA, a prefork child).
+@app.task(name=PREDICT_TASK, Strategy="worker.direct:strategy", **JOB_OPTIONS)
 def predict_earnings(self: Any, rows: Any) -> dict[str, Any]:
     served = registry.regressor()
 
     def run() -> dict[str, Any]:
         started = time.monotonic()
-        raw = served.validator.validate(rows)
-        scaled = served.meta.scale_features(raw).astype(np.float32)
-        outputs, parts = served.runner.infer(scaled, served.timeout_s)
-        return {  # PredictResult
-            "earnings_usd": served.meta.to_dollars(outputs).tolist(),
-            "model": {"name": served.name, "version": served.version},
-            "batch": _batch(parts),
-            "timings_ms": {
-                "batch_wait_ms": round(sum(p.wait_ms for p in parts), 3),
-                "inference_ms": round(sum(p.inference_ms for p in parts), 3),
-                "total_ms": to_ms(time.monotonic() - started),
-            },
-        }
+        futures = served.runner.submit(predict_inputs(served, rows))
+        parts = served.runner.wait(futures, served.timeout_s)
+        return predict_result(served, parts, started)
 
     return logged_job(self, served.name, run)
 
