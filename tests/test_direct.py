@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from celery import Celery
 from celery.app.task import Context
+from celery.worker.state import task_accepted
 
 from inferq.constants import COURSE_FEATURES, PREDICT_TASK
 from inferq.contract import PredictResult
@@ -48,6 +49,10 @@ class FakeRequest:
 
     def send_event(self, type: str, **_: Any) -> None:
         self.events.append(type)
+
+    def on_accepted(self, pid: int, time_accepted: float) -> None:
+        task_accepted(self)  # as Request.on_accepted does, with the task-started event
+        self.send_event("task-started")
 
     def acknowledge(self) -> None:
         self.acks.append(self.task.backend.get_task_meta(self.id)["status"])

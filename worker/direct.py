@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 from typing import Any
 
 from celery import bootsteps
-from celery.worker.state import task_accepted
 from celery.worker.strategy import default as default_strategy
 
 from inferq.errors import InferenceFailed, InferqError, InvalidInput
@@ -74,8 +74,9 @@ class DirectPredict:
         served = registry.regressor()
         started = time.monotonic()
         job = Held(req, started, started + served.timeout_s)
-        task_accepted(req)
-        req.send_event("task-started")
+        # As a pool does: worker pid and start time (`inspect active`), the worker's
+        # active-request bookkeeping, the task-started event.
+        req.on_accepted(os.getpid(), started)
         self.finisher.hold(job)
         try:
             errors = argument_errors(self.signature, req.args, req.kwargs)
