@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferq.constants import COURSE_FEATURES, PREDICT_TASK
-from inferq.errors import InvalidInput
+from inferq.errors import ContentRefused, InvalidInput, InvalidMessage
 from inferq.launch import WorkerProcess, WorkerStartError
 from inferq.modelfile import file_version
 from inferq.redis_server import RedisServer
@@ -22,6 +22,7 @@ from inferq.sample_data import generate
 from inferq.settings import Settings
 from producer import Client
 from tests.conftest import E2E_MAX_BATCH
+from tests.helpers_messages import send_pickle, send_raw
 from worker.metrics import port_for
 from worker.runner import bucket_for, bucket_sizes_for
 
@@ -53,6 +54,17 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
     return total(after, name, **labels) - total(before, name, **labels)
+
+
+def scrape_when_counted(port: int, before: Samples, jobs: int, timeout_s: float = 10) -> Samples:
+    """The samples once ``jobs`` more jobs are counted: a job is counted just after its
+    answer is stored, so a caller holding every answer may scrape a moment early."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = scrape(port)
+        if delta(samples, before, "inferq_jobs_total") >= jobs or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)  # polling an HTTP endpoint, bounded by the deadline
 
 
 def ready_port(proc: WorkerProcess) -> int:
@@ -131,7 +143,7 @@ def test_jobs_rows_and_passes_add_up(metrics_worker: tuple[WorkerProcess, Settin
         for handle in bad_handles:
             with pytest.raises(InvalidInput):
                 handle.wait(60)
-    after = scrape(port)
+    after = scrape_when_counted(port, before, len(good) + len(bad))
 
     assert delta(after, before, "inferq_jobs_total", **JOB, outcome="ok") == len(good)
     assert delta(after, before, "inferq_jobs_total", **JOB, outcome="invalid_input") == len(bad)
@@ -154,6 +166,29 @@ def test_jobs_rows_and_passes_add_up(metrics_worker: tuple[WorkerProcess, Settin
     assert rows_sent <= padded < 2 * rows_sent
     assert delta(after, before, "inferq_batch_failures_total") == 0
     _histograms_are_consistent(after)
+
+
+def test_refused_messages_are_counted_without_a_model(
+    metrics_worker: tuple[WorkerProcess, Settings],
+) -> None:
+    """Answered before any task body ran: counted, so a flood of them shows."""
+    proc, settings = metrics_worker
+    port = ready_port(proc)
+    queue = settings.regression_queue
+    before = scrape(port)
+    with Client(settings) as client:
+        pickled = send_pickle(client.app, PREDICT_TASK, {"rows": {}}, queue)
+        garbled = send_raw(client.app, queue, PREDICT_TASK, b"{rows: [}")
+        with pytest.raises(ContentRefused):
+            pickled.get(timeout=60)
+        with pytest.raises(InvalidMessage):
+            garbled.get(timeout=60)
+    after = scrape_when_counted(port, before, 2)
+    refused = {"task": PREDICT_TASK, "model": "none"}
+    assert delta(after, before, "inferq_jobs_total", **refused, outcome="content_refused") == 1
+    assert delta(after, before, "inferq_jobs_total", **refused, outcome="invalid_message") == 1
+    assert delta(after, before, "inferq_jobs_total") == 2
+    assert delta(after, before, "inferq_job_seconds_count", **JOB) == 0
 
 
 def _histograms_are_consistent(samples: Samples) -> None:

@@ -86,7 +86,7 @@ class DirectPredict:
             (job.future,) = served.runner.submit(predict_inputs(served, rows))
         except InferqError as exc:
             job.error = exc
-        except Exception as exc:  # a bug: answered as Celery would, the consumer lives on
+        except Exception as exc:  # a bug: the job still gets one answer; the consumer lives on
             log.exception("job=%s: could not queue the job", req.id)
             job.error = InferenceFailed(f"{type(exc).__name__}: {exc}")
         if job.future is None:

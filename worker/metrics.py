@@ -152,6 +152,13 @@ def job_done(task: str, model: str, outcome: str, seconds: float) -> None:
     children[1].observe(seconds)
 
 
+def job_refused(task: str, outcome: str) -> None:
+    """A message answered before any task body ran (worker.refusal): counted with
+    model ``none`` and no duration. ``task`` must be one of ours or ``unknown``: a
+    header's task name is the sender's string, and each label value is a new series."""
+    JOBS.labels(task, "none", outcome).inc()
+
+
 def model_loaded(kind: str, name: str, version: str) -> None:
     MODEL_INFO.labels(kind, name, version).set(1)
 

@@ -26,6 +26,7 @@ from celery import bootsteps, signals
 from kombu.exceptions import ContentDisallowed
 
 from inferq.errors import ContentRefused, InferqError, InvalidMessage
+from worker import metrics
 from worker.app import app
 
 log = logging.getLogger("inferq.refusal")
@@ -58,6 +59,7 @@ def store_refusal(consumer: Any, message: Any, error: InferqError) -> None:
     events = getattr(consumer, "event_dispatcher", None)
     if events is not None:  # as Celery does for an unknown task: monitors see the failure
         events.send("task-failed", uuid=task_id, exception=repr(error))
+    metrics.job_refused(task if task in consumer.app.tasks else "unknown", error.code)
     log.warning("job=%s task=%s outcome=%s", task_id, task, error.code)
 
 

@@ -4,7 +4,8 @@ A task validates its own payload, hands its rows or image to the model's batch
 runner and waits for its share of the forward pass: I/O, validation and
 decoding in the job thread, compute in the runner thread. It returns the
 result or raises a typed InferqError; Celery stores either before acking
-(acks_late).
+(acks_late). Small predict jobs do not reach these bodies: worker.direct runs them
+with the same helpers (predict_inputs, predict_result, record_job).
 """
 
 from __future__ import annotations
