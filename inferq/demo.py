@@ -51,16 +51,18 @@ def _predict(client: Client) -> None:
     handles = [client.submit(row) for row in rows]  # one job per game, batched by the worker
     columns = ("rating", "price", "action", "sequel")
     print("\n" + " ".join(f"{c:>6}" for c in columns) + f" {'predicted':>12} {'actual':>12}")
+    passes: dict[int, int] = {}  # forward pass id -> jobs in it
     for handle, row, truth in zip(handles, rows, actual, strict=True):
         result = handle.wait(timeout_s=30)
+        passes[result.batch.id] = result.batch.jobs
         print(
             f"{row['critic_rating']:>6.1f} {row['unit_price']:>6.2f} {row['is_action']:>6.0f} "
             f"{row['is_sequel']:>6.0f} {result.earnings_usd[0]:>12,.0f} {truth:>12,.0f}"
         )
     print(
         f"\nmodel {result.model.name} version {result.model.version}; "
-        f"last job shared forward pass #{result.batch.id} "
-        f"with {result.batch.jobs - 1} other job(s)"
+        f"{len(handles)} jobs ran in {len(passes)} forward pass(es) of "
+        f"{' + '.join(str(jobs) for jobs in passes.values())} jobs"
     )
     try:
         client.predict({**rows[0], "critic_rating": "great"}, timeout_s=30)

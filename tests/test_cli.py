@@ -116,6 +116,7 @@ def test_demo_runs_end_to_end_with_its_own_redis(regressor_path: Path, models_di
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "started for this demo" in proc.stdout
     assert "predicted" in proc.stdout and "not_a_number" in proc.stdout
+    assert "6 jobs ran in" in proc.stdout
     assert "image   chelsea.jpg: tiger cat" in proc.stdout
     assert "image   coffee.jpg: espresso" in proc.stdout
     assert "worker  stopped (exit code 0)" in proc.stdout
