@@ -94,7 +94,7 @@ def test_a_worker_stopped_mid_run_loses_no_job(
 
 def test_a_redis_restart_mid_run_loses_no_job(fault_env: dict[str, str], tmp_path: Path) -> None:
     """Redis (AOF) stopped and started under a running worker: the same worker goes on
-    and answers all 1,000 jobs. Before worker/reconnect.py its consumer died in kombu's
+    and answers all 1,000 jobs. Before worker/channel.py its consumer died in kombu's
     reconnect about one run in three; before the sweep setting (celery_config) a job
     left unacked by the outage waited ~100 s for kombu's default sweep."""
     queue, log = fault_env[QUEUE_VAR], tmp_path / "worker.log"

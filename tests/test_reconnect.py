@@ -72,7 +72,8 @@ def test_kombu_s_own_channel_still_has_the_bug(redis_server: RedisServer) -> Non
         except AttributeError as exc:
             assert "hostname" in str(exc)
         else:
-            raise AssertionError("kombu closed a detached channel: drop worker/reconnect.py")
+            fix = "worker/channel.py's _connparams"
+            raise AssertionError(f"kombu closed a detached channel: drop {fix}")
         finally:
             channel._qos._delivered.clear()  # the job is left in Redis; nothing to restore
 

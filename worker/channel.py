@@ -67,5 +67,5 @@ def install() -> None:
     """Make kombu's Redis transports (``redis://`` and ``rediss://``) open safe channels."""
     if not kombu.__version__.startswith(_TESTED_MAJOR):
         found = kombu.__version__
-        raise RuntimeError(f"worker.reconnect was checked against kombu 5.x, not {found}")
+        raise RuntimeError(f"worker.channel was checked against kombu 5.x, not {found}")
     kombu_redis.Transport.Channel = ReconnectSafeChannel
