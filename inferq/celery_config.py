@@ -20,25 +20,32 @@ def restore_sweep_s(visibility_timeout_s: int) -> int:
     return max(1, min(10, visibility_timeout_s // 4))
 
 
-def broker_transport_options(visibility_timeout_s: int) -> dict[str, Any]:
+def broker_transport_options(visibility_timeout_s: int, redis_timeout_s: float) -> dict[str, Any]:
     # kombu sweeps for overdue unacked jobs every interval x throttle seconds: 10 x 10
     # by default, so a lost worker's jobs came back ~100 s late whatever the visibility
     # timeout. Throttle 1 makes the interval the period; one ZRANGE per sweep.
+    # Socket timeouts: without them a command on a connection that died silently (a
+    # failover, a NAT or firewall dropping it) waits for TCP to give up, ~15 minutes.
+    # kombu's BRPOP runs in the event loop, which they do not touch (kombu 5.7's notes).
     return {
         "visibility_timeout": visibility_timeout_s,
         "unacked_restore_interval": restore_sweep_s(visibility_timeout_s),
         "unacked_restore_throttle": 1,
+        "socket_timeout": redis_timeout_s,
+        "socket_connect_timeout": redis_timeout_s,
     }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     url = settings.broker_url
-    transport = broker_transport_options(settings.visibility_timeout_s)
+    transport = broker_transport_options(settings.visibility_timeout_s, settings.redis_timeout_s)
     return {
         "broker_url": url,
         "result_backend": url,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
+        "redis_socket_timeout": settings.redis_timeout_s,
+        "redis_socket_connect_timeout": settings.redis_timeout_s,
         "broker_connection_retry_on_startup": True,
         # JSON only, both ways: a pickle message is refused, never unpickled.
         "task_serializer": "json",

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         3_600, ge=1, description="Unacked jobs of a lost worker are redelivered after this."
     )
+    redis_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="A Redis connect or command with no reply in this long fails, and is "
+        "retried on a new connection: a dead link (failover, NAT) never hangs a publish.",
+    )
     classifier: str = Field(
         DEFAULT_CLASSIFIER,
         min_length=1,

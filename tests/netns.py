@@ -147,6 +147,15 @@ class Lan(Managed):
         # `ip netns exec` execs the command itself: the pid Popen sees is the command's.
         return ["ip", "netns", "exec", self.hosts[host].namespace, *argv]
 
+    def pin_neighbour(self, host: str) -> None:
+        """Fix the host's MAC address in the root namespace's neighbour table: with its
+        cable cut, packets to it then vanish at the switch (as behind a NAT that dropped
+        the connection) instead of failing fast on an unanswered ARP request."""
+        link = ip("-n", self.hosts[host].namespace, "-o", "link", "show", "eth0")
+        mac = link.split("link/ether", 1)[1].split()[0]
+        ip("neigh", "replace", self.address(host), "lladdr", mac, "dev", self.root_port)
+        ip("neigh", "change", self.address(host), "dev", self.root_port, "nud", "permanent")
+
     def cut(self, host: str) -> None:
         ip("-n", self.switch, "link", "set", self.hosts[host].switch_port, "down")
 

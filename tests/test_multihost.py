@@ -9,6 +9,9 @@ the worker at the cut (popped, not yet recorded as unacked: the README's "one ga
 left to the producer's resend, as the README says. When the cable is plugged back in,
 the cut-off worker's late writes change no answer, and nothing is left in Redis to run
 again.
+
+And a producer whose own cable is pulled gets an error within about
+INFERQ_REDIS_TIMEOUT_S instead of waiting for TCP to give up.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 from inferq.contract import PredictResult
 from inferq.launch import WorkerProcess
@@ -253,3 +259,51 @@ def test_a_worker_cut_off_mid_run_loses_no_job_and_changes_no_answer(
         f"w2 ran {len(w2)}; {len(redelivered)} redelivered, {len(resent)} resent; all "
         f"answered {answered_s:.1f} s after the cut; workers stopped {stopped_s:.1f} s later"
     )
+
+
+def _timed(call: Callable[[], object], limit_s: float) -> tuple[BaseException | None, float]:
+    """``call()`` in a daemon thread: what it raised (None if it returned) and how long it
+    took. One still running after ``limit_s`` fails the test (and is left behind)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            call()
+        except BaseException as exc:
+            outcome["error"] = exc
+        outcome["elapsed_s"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert "elapsed_s" in outcome, f"still waiting after {limit_s} s"
+    return outcome.get("error"), outcome["elapsed_s"]
+
+
+def test_a_send_on_a_silently_dead_link_fails_in_seconds_then_works_again(
+    lan: Lan, redis_host: NamespacedRedis, env: dict[str, str]
+) -> None:
+    """Redis's cable is pulled at the switch, and the producer's packets to it vanish
+    there: no reset, no close, no unreachable host (a failover, a NAT dropping the
+    connection). Without socket timeouts the send waited for TCP to give up, many
+    minutes; with them it fails, and once the cable is back the same client sends."""
+    timeout_s = 1.0
+    overrides = {"INFERQ_REDIS_URL": redis_host.url, "INFERQ_REDIS_TIMEOUT_S": str(timeout_s)}
+    settings = Settings.load({**env, **overrides})
+    row = rows(1)[0]
+    lan.pin_neighbour("redis")
+    with Client(settings) as client:
+        client.submit(row)  # connected; the job waits in its queue (no worker here)
+        lan.cut("redis")
+        try:
+            error, elapsed_s = _timed(lambda: client.submit(row), limit_s=100)
+        finally:
+            lan.mend("redis")
+        print(f"dead link: send failed after {elapsed_s:.1f} s: {type(error).__name__}: {error}")
+        # The publish (kombu) or the result subscription made at send time (Celery's
+        # result consumer, after 20 reconnect attempts) gives up first.
+        assert isinstance(error, (OperationalError, RuntimeError)), error
+        again, _ = _timed(lambda: client.submit(row), limit_s=60)
+        assert again is None, again
+        delivery.drop_subscriptions(client)

@@ -82,7 +82,7 @@ def test_overdue_unacked_jobs_are_swept_within_the_visibility_timeout() -> None:
     """kombu's default sweep runs every 10 s x a throttle of 10: a lost worker's jobs came
     back ~100 s late, whatever the visibility timeout said."""
     for visibility_s in (1, 3, 20, 60, 3_600):
-        options = broker_transport_options(visibility_s)
+        options = broker_transport_options(visibility_s, redis_timeout_s=30.0)
         assert options["visibility_timeout"] == visibility_s
         assert options["unacked_restore_throttle"] == 1
         period_s = options["unacked_restore_interval"] * options["unacked_restore_throttle"]

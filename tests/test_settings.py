@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from inferq.celery_config import celery_config
 from inferq.settings import Settings, SettingsError
 
 
@@ -52,3 +53,13 @@ def test_every_setting_is_in_the_readme_table() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [n for n in Settings.model_fields if f"| `INFERQ_{n.upper()}` |" not in readme]
     assert missing == []
+
+
+def test_the_redis_timeout_reaches_broker_and_result_store_connections() -> None:
+    config = celery_config(Settings.load({"INFERQ_REDIS_TIMEOUT_S": "3"}))
+    transport = config["broker_transport_options"]
+    assert transport["socket_timeout"] == transport["socket_connect_timeout"] == 3.0
+    assert config["redis_socket_timeout"] == config["redis_socket_connect_timeout"] == 3.0
+    assert Settings.load({}).redis_timeout_s == 10.0
+    with pytest.raises(SettingsError):
+        Settings.load({"INFERQ_REDIS_TIMEOUT_S": "0"})
