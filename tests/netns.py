@@ -165,6 +165,11 @@ class Lan(Managed):
     def close(self) -> None:
         """Delete every namespace of this run (their cables go with them). Processes
         still inside keep a namespace alive, unnamed: stop them first."""
+        # The root namespace's cable first, by name: a switch namespace kept alive a
+        # moment by a dying process would keep it, and the next Lan of this test
+        # process (the same name) could not be made.
+        if re.search(rf"\b{re.escape(self.root_port)}@", ip("-o", "link", "show")):
+            ip("link", "del", self.root_port)
         existing = ip("netns", "list")
         for namespace in [f"{self.tag}-{n}" for n in self.host_names] + [self.switch]:
             if re.search(rf"^{re.escape(namespace)}\b", existing, re.MULTILINE):
