@@ -101,6 +101,12 @@ class InvalidMessage(InferqError):
     code = "invalid_message"
 
 
+class BrokerUnavailable(InferqError):
+    """A job could not be sent: Redis did not answer (down, or the link to it dead)."""
+
+    code = "broker_unavailable"
+
+
 class JobRevoked(InferqError):
     """The job was revoked before it ran (``celery control revoke``)."""
 

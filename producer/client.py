@@ -15,17 +15,27 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import redis
 from celery import Celery
+from celery.backends.asynchronous import E_RETRY_LIMIT_EXCEEDED
 from celery.exceptions import NotRegistered, TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
+from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 
 from inferq.bulk.wire import encode_matrix, task_id_of
 from inferq.celery_config import celery_config
 from inferq.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 from inferq.contract import ClassifyResult, PredictResult, RegressorInfo, ScoreChunkResult
-from inferq.errors import InferqError, JobExpired, JobRevoked, JobTimeout, UnknownTask
+from inferq.errors import (
+    BrokerUnavailable,
+    InferqError,
+    JobExpired,
+    JobRevoked,
+    JobTimeout,
+    UnknownTask,
+)
 from inferq.procutil import Managed
 from inferq.settings import Settings
 
@@ -131,6 +141,26 @@ def failure(state: str, value: Any) -> InferqError:
     return InferqError({"code": "worker_error", "message": f"{state}: {value!r}"})
 
 
+# What a send raises when Redis does not answer: kombu's publish after its retries, or
+# Celery's result consumer after its reconnects (a RuntimeError, told apart by Celery's
+# own message; it says the application must be restarted, yet a send after Redis is
+# back works: tests/test_multihost.py).
+_SEND_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _sending(send: Callable[..., AsyncResult], **kwargs: Any) -> AsyncResult:
+    """``send(**kwargs)``, with Redis being unreachable a typed BrokerUnavailable."""
+    try:
+        return send(**kwargs)
+    except _SEND_ERRORS as exc:
+        raise BrokerUnavailable(f"the job was not sent: {type(exc).__name__}: {exc}") from exc
+    except RuntimeError as exc:
+        if str(exc) != E_RETRY_LIMIT_EXCEEDED:
+            raise
+        message = "the job was not sent: Redis did not answer the result store's reconnects"
+        raise BrokerUnavailable(message) from exc
+
+
 class Client(Managed):
     def __init__(self, settings: Settings | None = None, *, queue: str | None = None) -> None:
         self.settings = settings or Settings.load()
@@ -160,9 +190,14 @@ class Client(Managed):
             argsrepr="()",
             kwargsrepr=f"{{size: {size}}}",
         )
-        result = send(task_id=task_id)
+        result = _sending(send, task_id=task_id)
         return Handle(
-            result.id, size, sent_at, result, parse, functools.partial(send, task_id=result.id)
+            result.id,
+            size,
+            sent_at,
+            result,
+            parse,
+            functools.partial(_sending, send, task_id=result.id),
         )
 
     def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle[PredictResult]:

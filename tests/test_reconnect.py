@@ -17,13 +17,16 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection
+from kombu.exceptions import OperationalError
 from kombu.transport import redis as kombu_redis
 
 from inferq.celery_config import broker_transport_options, restore_sweep_s
 from inferq.constants import COURSE_FEATURES
+from inferq.errors import BrokerUnavailable
 from inferq.redis_server import RedisServer
 from inferq.settings import Settings
 from producer import Client
+from producer.client import _sending
 from tests import delivery
 from worker.channel import ReconnectSafeChannel
 
@@ -151,3 +154,37 @@ def test_a_stored_result_nobody_announced_is_still_found(
         assert len(waiting.result(timeout=40)) == len(handles)
         assert time.monotonic() - started < 5  # RESULT_POLL_S is 1 s; before, 30 s
         delivery.drop_subscriptions(client)
+
+
+# Celery's words when its result consumer gives up reconnecting (asynchronous.py), as
+# Celery 5.7 writes them: the client matches Celery's constant, this pins its text.
+_CELERY_GAVE_UP = (
+    "\nRetry limit exceeded while trying to reconnect to the Celery result store\n"
+    "backend. The Celery application must be restarted.\n"
+)
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        OperationalError("Error 110 connecting to 10.0.0.1:6379. Connection timed out."),
+        redis.exceptions.TimeoutError("Timeout reading from socket"),
+        RuntimeError(_CELERY_GAVE_UP),
+    ],
+)
+def test_a_send_that_redis_does_not_answer_is_a_typed_error(raised: BaseException) -> None:
+    def send(**_: Any) -> Any:
+        raise raised
+
+    with pytest.raises(BrokerUnavailable) as caught:
+        _sending(send, task_id=None)
+    assert caught.value.__cause__ is raised
+    assert caught.value.code == "broker_unavailable"
+
+
+def test_other_errors_of_a_send_are_not_renamed() -> None:
+    def send(**_: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        _sending(send, task_id=None)
