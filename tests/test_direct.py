@@ -27,7 +27,7 @@ from worker import registry
 from worker.direct import DirectPredict
 from worker.finisher import Finisher, Held
 from worker.runner import BatchOutput
-from worker.tasks import predict_earnings
+from worker.tasks import outcome_code, predict_earnings
 
 MAX_BATCH = 8
 
@@ -186,8 +186,8 @@ def _finisher(records: list[tuple[str, str]]) -> Finisher:
     def make(job: Held, part: BatchOutput) -> dict[str, Any]:
         return {"value": float(part.values[0, 0])}
 
-    def record(job: Held, outcome: str) -> None:
-        records.append((job.request.id, outcome))
+    def record(job: Held) -> None:
+        records.append((job.request.id, outcome_code(job.error)))
 
     return Finisher(make, record)
 

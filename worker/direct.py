@@ -35,7 +35,7 @@ from worker.app import app
 from worker.arguments import argument_errors
 from worker.finisher import Finisher, Held
 from worker.runner import BatchOutput
-from worker.tasks import predict_inputs, predict_result, record_job
+from worker.tasks import outcome_code, predict_inputs, predict_result, record_job
 
 log = logging.getLogger("inferq.direct")
 
@@ -44,9 +44,10 @@ def _result(job: Held, part: BatchOutput) -> dict[str, Any]:
     return predict_result(registry.regressor(), [part], job.started)
 
 
-def _record(job: Held, outcome: str) -> None:
+def _record(job: Held) -> None:
     req = job.request
     elapsed_s = time.monotonic() - job.started
+    outcome = outcome_code(job.error)
     record_job(req.name, req.id, registry.regressor().name, outcome, elapsed_s)
 
 

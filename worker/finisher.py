@@ -23,7 +23,7 @@ from typing import Any
 from celery.utils.saferepr import saferepr
 from celery.worker.state import task_ready
 
-from inferq.errors import InferenceFailed, InferqError
+from inferq.errors import InferenceFailed
 from worker.results import fast_path, store_done
 from worker.runner import BatchOutput
 
@@ -47,8 +47,8 @@ class Held:
 
 # What a finished forward pass makes of a job: its result (the job's own code).
 MakeResult = Callable[[Held, BatchOutput], dict[str, Any]]
-# Called once per answered job: (job, outcome code) for metrics and the log line.
-Record = Callable[[Held, str], None]
+# Called once per answered job, after its ack: metrics and the log line.
+Record = Callable[[Held], None]
 
 
 class Finisher:
@@ -80,11 +80,11 @@ class Finisher:
         while True:
             try:
                 self._answer(self._take())
-            except Exception:  # the thread must outlive any one batch
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_S
+                    self._answer(self._overdue())
+            except Exception:  # the thread must outlive any one batch, or sweep
                 log.exception("could not answer jobs")
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + SWEEP_S
-                self._answer(self._overdue())
 
     def _take(self) -> list[Held]:
         try:
@@ -118,7 +118,7 @@ class Finisher:
                 try:
                     if job in stored or _store_one(job):
                         _finish(job)
-                        self._record(job, _code(job.error))
+                        self._record(job)
                 except Exception:  # one job's ack or event must not cost the others theirs
                     log.exception("job=%s: answered, but not finished", job.request.id)
         finally:
@@ -182,9 +182,3 @@ def _finish(job: Held) -> None:
             req.send_event("task-succeeded", result=saferepr(job.result, 48), runtime=runtime_s)
         else:
             req.send_event("task-failed", exception=saferepr(job.error))
-
-
-def _code(error: BaseException | None) -> str:
-    if error is None:
-        return "ok"
-    return str(error.info.get("code")) if isinstance(error, InferqError) else "internal_error"

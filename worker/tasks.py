@@ -65,21 +65,26 @@ def record_job(task: str, job_id: str | None, model: str, outcome: str, elapsed_
     )
 
 
+def outcome_code(error: BaseException | None) -> str:
+    """A job's outcome label: ``ok``, its InferqError's code, or ``internal_error`` for
+    any other exception (a bug: Celery stores it, the count must not say ok)."""
+    if error is None:
+        return "ok"
+    return str(error.info.get("code")) if isinstance(error, InferqError) else "internal_error"
+
+
 def logged_job(task: Any, model: str, run: Callable[[], T]) -> T:
-    """Run a job body and record it, whatever the outcome (a non-inferq exception is
-    counted as ``internal_error``, then re-raised)."""
+    """Run a job body and record it, whatever the outcome; exceptions are re-raised."""
     started = time.monotonic()
-    outcome = "ok"
+    error: Exception | None = None
     try:
         return run()
-    except InferqError as exc:
-        outcome = str(exc.info.get("code"))
-        raise
-    except Exception:
-        outcome = "internal_error"  # a bug: Celery stores the exception, the count must not say ok
+    except Exception as exc:
+        error = exc
         raise
     finally:
-        record_job(task.name, task.request.id, model, outcome, time.monotonic() - started)
+        elapsed_s = time.monotonic() - started
+        record_job(task.name, task.request.id, model, outcome_code(error), elapsed_s)
 
 
 def predict_inputs(served: registry.ServedRegressor, rows: Any) -> np.ndarray:
