@@ -51,34 +51,39 @@ def _record(job: Held) -> None:
     record_job(req.name, req.id, registry.regressor().name, outcome, elapsed_s)
 
 
+_finishers: list[Finisher] = []
+
+
+def finisher() -> Finisher:
+    """This process's one finisher, started on first use (by the consumer thread). Celery
+    builds new strategies at every reconnect; they share it, so jobs held across a
+    reconnect are answered and drained by the same thread, and no thread is left over."""
+    if not _finishers:
+        _finishers.append(Finisher(_result, _record))
+    return _finishers[0]
+
+
 class DirectPredict:
     """Celery's handler of new requests for one task: small jobs here, others to the pool."""
 
     def __init__(self, task: Any, pool_path: Any) -> None:
         self.pool_path = pool_path
         self.signature = inspect.signature(task.run)
-        self._finisher: Finisher | None = None
-
-    @property
-    def finisher(self) -> Finisher:
-        if self._finisher is None:  # built on first use, in the consumer thread only
-            self._finisher = Finisher(_result, _record)
-        return self._finisher
 
     def __call__(self, req: Any) -> None:
-        if not registry.holds("regressor") or not self._small(req):
+        served = registry.regressor() if registry.holds("regressor") else None
+        if served is None or not _small(req, served.runner.queue.max_rows):
             self.pool_path(req)
             return
         # Unused by a threads pool, but a malformed pair is refused here as on the pool
         # path: the consumer's guard (worker.refusal) answers the ValueError.
         _hard_s, _soft_s = req.time_limits
-        served = registry.regressor()
         started = time.monotonic()
         job = Held(req, started, started + served.timeout_s)
         # As a pool does: worker pid and start time (`inspect active`), the worker's
         # active-request bookkeeping, the task-started event.
         req.on_accepted(os.getpid(), started)
-        self.finisher.hold(job)
+        finisher().hold(job)
         try:
             errors = argument_errors(self.signature, req.args, req.kwargs)
             if errors:
@@ -91,14 +96,15 @@ class DirectPredict:
             log.exception("job=%s: could not queue the job", req.id)
             job.error = InferenceFailed(f"{type(exc).__name__}: {exc}")
         if job.future is None:
-            self.finisher.ready(job)
+            finisher().ready(job)
         else:
-            job.future.add_done_callback(lambda _: self.finisher.ready(job))
+            job.future.add_done_callback(lambda _: finisher().ready(job))
 
-    def _small(self, req: Any) -> bool:
-        """At most one batch of rows (or no list at all: answered here, if only an error)."""
-        rows = req.kwargs.get("rows", req.args[0] if req.args else None)
-        return not isinstance(rows, list) or len(rows) <= registry.regressor().runner.queue.max_rows
+
+def _small(req: Any, max_rows: int) -> bool:
+    """At most one batch of rows (or no list at all: answered here, if only an error)."""
+    rows = req.kwargs.get("rows", req.args[0] if req.args else None)
+    return not isinstance(rows, list) or len(rows) <= max_rows
 
 
 class _Routed:
@@ -112,19 +118,15 @@ class _Routed:
         return getattr(self._consumer, name)
 
 
-_direct: list[DirectPredict] = []
-
-
 def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     """Celery's default strategy, handing requests to DirectPredict instead of the pool."""
     direct = DirectPredict(task, consumer.on_task_request)
-    _direct.append(direct)
     return default_strategy(task, app, _Routed(consumer, direct), **kwargs)
 
 
 def drain(timeout_s: float) -> int:
     """Answer every held job; the number left unanswered at ``timeout_s``."""
-    return sum(d.finisher.drain(timeout_s) for d in _direct if d._finisher is not None)
+    return _finishers[0].drain(timeout_s) if _finishers else 0
 
 
 class DrainDirectJobs(bootsteps.StartStopStep):  # type: ignore[misc]
