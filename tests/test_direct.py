@@ -23,6 +23,7 @@ from inferq.constants import COURSE_FEATURES, PREDICT_TASK
 from inferq.contract import PredictResult
 from inferq.redis_server import RedisServer
 from inferq.settings import Settings
+from tests.delivery import rows
 from worker import registry
 from worker.direct import DirectPredict
 from worker.finisher import Finisher, Held
@@ -30,6 +31,7 @@ from worker.runner import BatchOutput
 from worker.tasks import outcome_code, predict_earnings
 
 MAX_BATCH = 8
+ROWS = rows(MAX_BATCH + 14)  # generated games, enough for every test here
 
 
 class FakeRequest:
@@ -99,10 +101,6 @@ def direct(
     return DirectPredict(predict_earnings, to_pool.append), to_pool
 
 
-def _row(i: int) -> dict[str, float]:
-    return {f: float((i * 7 + j) % 5) for j, f in enumerate(COURSE_FEATURES)}
-
-
 def _answered(requests: list[FakeRequest], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     for req in requests:
@@ -113,8 +111,8 @@ def test_small_jobs_share_forward_passes_and_are_acked_after_their_result_is_sto
     direct: tuple[DirectPredict, list[Any]], backend: Any, served: registry.ServedRegressor
 ) -> None:
     handler, to_pool = direct
-    requests = [FakeRequest(backend, kwargs={"rows": _row(i)}) for i in range(20)]
-    requests.append(FakeRequest(backend, args=[[_row(20), _row(21)]]))  # positional, 2 rows
+    requests = [FakeRequest(backend, kwargs={"rows": ROWS[i]}) for i in range(20)]
+    requests.append(FakeRequest(backend, args=[[ROWS[20], ROWS[21]]]))  # positional, 2 rows
     for req in requests:
         handler(req)
     _answered(requests)
@@ -125,8 +123,7 @@ def test_small_jobs_share_forward_passes_and_are_acked_after_their_result_is_sto
     assert all(r.events == ["task-started"] for r in requests)  # eventer off: none sent after
     assert max(r.batch.jobs for r in results) > 1
     # The same dollars as the pool path's forward pass of the same rows.
-    rows = [_row(i) for i in range(22)]
-    x = served.meta.scale_features(np.array([[r[f] for f in COURSE_FEATURES] for r in rows]))
+    x = served.meta.scale_features(np.array([[r[f] for f in COURSE_FEATURES] for r in ROWS]))
     expected, _ = served.runner.infer(x.astype(np.float32), timeout_s=30)
     got = [v for r in results for v in r.earnings_usd]
     np.testing.assert_allclose(got, served.meta.to_dollars(expected), rtol=1e-5)
@@ -136,10 +133,10 @@ def test_big_jobs_and_a_process_without_the_model_take_the_pool_path(
     direct: tuple[DirectPredict, list[Any]], backend: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler, to_pool = direct
-    big = FakeRequest(backend, kwargs={"rows": [_row(i) for i in range(MAX_BATCH + 1)]})
+    big = FakeRequest(backend, kwargs={"rows": ROWS[: MAX_BATCH + 1]})
     handler(big)
     monkeypatch.delitem(registry._served, "regressor")  # a prefork parent holds no model
-    small = FakeRequest(backend, kwargs={"rows": _row(0)})
+    small = FakeRequest(backend, kwargs={"rows": ROWS[0]})
     handler(small)
     assert to_pool == [big, small]
     assert big.acks == small.acks == [] and big.events == small.events == []
@@ -150,7 +147,7 @@ def test_big_jobs_and_a_process_without_the_model_take_the_pool_path(
     [
         ({"row": {}}, "invalid_input", "unknown_argument"),
         ({}, "invalid_input", "missing_argument"),
-        ({"rows": {**_row(0), "unit_price": "cheap"}}, "invalid_input", "not_a_number"),
+        ({"rows": {**ROWS[0], "unit_price": "cheap"}}, "invalid_input", "not_a_number"),
         ({"rows": []}, "invalid_input", "empty_job"),
     ],
 )
@@ -171,7 +168,7 @@ def test_a_malformed_time_limit_is_refused_as_on_the_pool_path(
     direct: tuple[DirectPredict, list[Any]], backend: Any
 ) -> None:
     handler, _ = direct
-    req = FakeRequest(backend, kwargs={"rows": _row(0)})
+    req = FakeRequest(backend, kwargs={"rows": ROWS[0]})
     req.time_limits = "x"
     with pytest.raises(ValueError):  # worker.refusal answers it with invalid_message
         handler(req)

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from inferq.constants import COURSE_FEATURES, PREDICT_TASK
+from inferq.constants import PREDICT_TASK
 from inferq.errors import InvalidInput
 from producer import Client
 from tests.conftest import E2E_MAX_BATCH, E2E_QUEUE
+from tests.delivery import rows
 
 LIFE = ["task-received", "task-started", "task-succeeded"]
 
@@ -67,13 +68,10 @@ def events(client: Client) -> Iterator[Events]:
         yield captured
 
 
-def _row(i: int) -> dict[str, float]:
-    return {f: float((i + j) % 4) for j, f in enumerate(COURSE_FEATURES)}
-
-
 def test_both_paths_send_the_whole_life_cycle(client: Client, events: Events) -> None:
-    small = client.submit(_row(1))  # one batch of rows at most: worker.direct
-    big = client.submit([_row(i) for i in range(E2E_MAX_BATCH + 1)])  # the pool path
+    games = rows(E2E_MAX_BATCH + 1)
+    small = client.submit(games[0])  # one batch of rows at most: worker.direct
+    big = client.submit(games)  # one row more than a batch: the pool path
     bad = client.app.send_task(PREDICT_TASK, kwargs={"rows": {}}, queue=E2E_QUEUE)
     assert len(small.wait(60).earnings_usd) == 1
     assert big.wait(60).batch.passes == 2
