@@ -2,7 +2,7 @@
 """Set-up and the two quick-start commands, with nothing but Python 3.11 assumed.
 
     python3.11 dev.py demo    # venv, install, build models, Redis, worker, predictions
-    python3.11 dev.py test    # venv, install, ruff, mypy, the test suite
+    python3.11 dev.py test    # venv, install, ruff, mypy, import layers, the test suite
     python3.11 dev.py bench   # venv, install, build models, `inferq bench stream`
 
 Standard library only: it runs before anything is installed.
@@ -69,6 +69,8 @@ def main(argv: list[str]) -> None:
         ensure_venv()
         run(BIN / "ruff", "check", ".")
         run(BIN / "mypy")
+        # The one-way layers of pyproject.toml's [tool.importlinter] contracts.
+        run(BIN / "lint-imports")
         # pytest exits 5 when it collected no test: that is a failure here too.
         run(BIN / "pytest", *argv[1:])
     elif command == "bench":

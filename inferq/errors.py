@@ -2,8 +2,12 @@
 
 A job that cannot be answered fails with one of these. Each carries a single
 JSON-able dict argument so that Celery's JSON result backend stores it as
-``{"exc_type": "InvalidInput", "exc_message": [{"code": ..., ...}]}`` and a
-Python producer gets the same class back.
+``{"exc_type": "InvalidInput", "exc_message": [{"code": ..., ...}], "exc_module":
+"inferq.errors"}`` and a Python producer gets the same class back.
+
+This module belongs to the shared core, but lives at ``inferq.errors``, not in
+``inferq/core/``: its path is part of every failed job's stored result (Celery's
+``exc_module``), and a producer finds the class again only under the same name.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ with Client() as client:
     print(result.earnings_usd)
 """
 
-from inferq.contract import PredictResult
+from inferq.core.contract import PredictResult
 from inferq.errors import (
     ContentRefused,
     InferenceFailed,
@@ -19,7 +19,8 @@ from inferq.errors import (
     ModelUnavailable,
     UnknownTask,
 )
-from producer.client import Client, Handle
+from producer.client import Client
+from producer.handles import Handle
 
 __all__ = [
     "Client",

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server, a trained regressor, a real worker process.
+"""Shared fixtures: a real redis-server, a trained regressor, the Lite0 classifier, and
+real worker processes for each (regression and vision), with clients.
 
 Everything is started once per session on free ports with private queues, and
 stopped at the end; nothing here sleeps to wait (readiness is polled with
@@ -8,9 +9,7 @@ deadlines by RedisServer and WorkerProcess).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _key in [k for k in os.environ if k.startswith("INFERQ_")]:
     del os.environ[_key]
 
-from inferq.launch import WorkerProcess  # noqa: E402
-from inferq.redis_server import RedisServer  # noqa: E402
-from inferq.sample_data import write_csv  # noqa: E402
-from inferq.settings import Settings  # noqa: E402
+from inferq.core.settings import Settings  # noqa: E402
+from inferq.ops.redis_server import RedisServer  # noqa: E402
+from inferq.ops.worker_process import WorkerProcess  # noqa: E402
+from inferq.tools.sample_data import write_csv  # noqa: E402
 from producer import Client  # noqa: E402
-
-E2E_QUEUE = "test-regression"
-E2E_MAX_WAIT_MS = 50.0
-E2E_MAX_BATCH = 16
+from tests.support import photos  # noqa: E402
+from tests.support.harness import (  # noqa: E402
+    E2E_MAX_BATCH,
+    E2E_MAX_WAIT_MS,
+    E2E_QUEUE,
+    VISION_QUEUE,
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +43,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def regressor_path(data_dir: Path) -> Path:
-    from inferq.training import train
+    from inferq.tools.training import train
 
     out = data_dir / "regressor.h5"
     train(data_dir / "train.csv", "total_earnings", out, epochs=30, seed=0)
@@ -51,7 +53,7 @@ def regressor_path(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models directory holding the real Lite0 classifier, built offline once."""
-    from inferq.vision.build import build_lite0_model
+    from inferq.tools.lite0.convert import build_lite0_model
 
     d = tmp_path_factory.mktemp("models")
     build_lite0_model(d / "efficientnet_lite0.h5")
@@ -96,25 +98,42 @@ def client(worker: WorkerProcess, settings: Settings) -> Iterator[Client]:
         yield c
 
 
-def cli_env(settings: Settings) -> dict[str, str]:
-    """Environment for a CLI subprocess talking to the session's worker."""
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("images")
+    root = base / "root"
+    (root / "cats").mkdir(parents=True)
+    (root / "cats" / "chelsea.jpg").write_bytes(photos.photo("chelsea"))
+    (base / "secret.jpg").write_bytes(photos.photo("coffee"))
+    (root / "escape.jpg").symlink_to(base / "secret.jpg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def vision_env(models_dir: Path, image_root: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        "INFERQ_REDIS_URL": settings.broker_url,
-        "INFERQ_REGRESSION_QUEUE": settings.regression_queue,
-        "INFERQ_REGRESSOR_PATH": str(settings.regressor_path),
+        "INFERQ_MODELS_DIR": str(models_dir),
+        "INFERQ_VISION_QUEUE": VISION_QUEUE,
+        "INFERQ_VISION_MAX_BATCH_SIZE": "8",
+        "INFERQ_VISION_MAX_WAIT_MS": "100",
+        "INFERQ_IMAGE_ROOT": str(image_root),
+        "INFERQ_MAX_IMAGE_BYTES": str(2_000_000),
+        "INFERQ_MAX_IMAGE_PIXELS": str(5_000_000),
     }
 
 
-def run_inferq(
-    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """`python -m inferq ARGS` as a user would run it; the caller checks the exit code."""
-    return subprocess.run(
-        [sys.executable, "-m", "inferq", *args],
-        env=None if env is None else dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+@pytest.fixture(scope="session")
+def vision_settings(redis_server: RedisServer, vision_env: dict[str, str]) -> Settings:
+    return Settings.load({**vision_env, "INFERQ_REDIS_URL": redis_server.url})
+
+
+@pytest.fixture(scope="session")
+def vision_worker(redis_server: RedisServer, vision_env: dict[str, str]) -> Iterator[WorkerProcess]:
+    with WorkerProcess(redis_server.url, ("vision",), env=vision_env) as proc:
+        yield proc
+
+
+@pytest.fixture()
+def vclient(vision_worker: WorkerProcess, vision_settings: Settings) -> Iterator[Client]:
+    with Client(vision_settings) as c:
+        yield c

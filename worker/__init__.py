@@ -1,12 +1,13 @@
-"""inferq workers: ``celery -A worker worker -Q regression`` or ``inferq worker``."""
+"""inferq workers: ``celery -A worker worker -Q regression`` or ``inferq worker``.
 
-from worker import (  # noqa: F401  (registers tasks, hooks, the drain step)
-    bench_tasks,
-    bulk_tasks,
-    direct,
-    signals,
-    tasks,
-)
-from worker.app import app
+Everything here runs inside a worker process. Its rooms, from the bottom up:
+``engine`` (batch queue, runner, compiled forward pass; no Celery), ``loading``
+(model files to served models), ``jobs`` (one body per task; no Celery), and
+``celeryapp`` (the app, tasks, direct path, finisher, life cycle, refusals).
+"""
+
+from worker.celeryapp.app import create_app
+
+app = create_app()
 
 __all__ = ["app"]

@@ -26,11 +26,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from inferq.bench.phases import log
-from inferq.constants import COURSE_TARGET
-from inferq.launch import WorkerProcess
-from inferq.redis_server import redis_url_or_own
-from inferq.sample_data import generate
-from inferq.settings import Settings
+from inferq.core.constants import COURSE_TARGET
+from inferq.core.settings import Settings
+from inferq.ops.redis_server import redis_url_or_own
+from inferq.ops.worker_process import WorkerProcess
+from inferq.tools.sample_data import generate
 
 
 def write_products(directory: Path, rows: int) -> tuple[Path, Path]:

@@ -12,8 +12,13 @@ import numpy as np
 from celery import Celery
 from celery.result import ResultSet
 
-from inferq.celery_config import celery_config
-from inferq.settings import Settings
+from inferq.core.celery_config import celery_config
+from inferq.core.settings import Settings
+
+# The benchmarks' own tasks (inferq.bench.tasks), loaded by their workers only.
+BENCH_NOOP_TASK = "inferq.bench.noop"
+BENCH_SEED_TASK = "inferq.bench.seed_predict"
+BENCH_INCLUDE = ("--include", "inferq.bench.tasks")
 
 
 def log(message: str) -> None:

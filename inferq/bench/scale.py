@@ -18,7 +18,6 @@ too), divided by the jobs or rows of the round.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -34,10 +33,11 @@ from celery import Celery
 from inferq.bench.bulk import run_score, write_products
 from inferq.bench.phases import bench_app, cpu_seconds, log, median_round, run_phase
 from inferq.bench.stream import WARMUP_JOBS, predict_payloads
-from inferq.constants import PREDICT_TASK
-from inferq.launch import WorkerProcess, celery_argv
-from inferq.redis_server import redis_url_or_own
-from inferq.settings import Settings
+from inferq.core.constants import PREDICT_TASK
+from inferq.core.settings import Settings
+from inferq.ops.redis_server import redis_url_or_own
+from inferq.ops.worker_command import celery_command
+from inferq.ops.worker_process import WorkerProcess
 
 # A few small chunks: warms both bulk workers and measures the client's start-up CPU,
 # which is then taken off each bulk round's client CPU.
@@ -81,8 +81,7 @@ def worker_pair(url: str, side: str, env: dict[str, str]) -> Iterator[Pair]:
         pids = []
         for index, queues in enumerate(([solo, shared], [shared]), start=1):
             node = f"scale-{side}-{index}-{tag}@%h"
-            argv = [sys.executable, "-m", "celery", "-A", "worker"]
-            argv += celery_argv(queues, node, "WARNING")
+            argv = celery_command(queues, node, "WARNING")
             pids.append(stack.enter_context(WorkerProcess(url, env=env, argv=argv)).pid)
         log(f"{side}: worker processes ready (pids {pids[0]}, {pids[1]})")
         yield Pair(solo, shared, tuple(pids))

@@ -8,7 +8,6 @@ and the latency of lone jobs on an idle worker. Queues are private to the run.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from typing import Any
@@ -16,12 +15,21 @@ from typing import Any
 import numpy as np
 from celery import Celery
 
-from inferq.bench.phases import bench_app, log, median_round, run_phase
-from inferq.constants import BENCH_NOOP_TASK, BENCH_SEED_TASK, COURSE_TARGET, PREDICT_TASK
-from inferq.launch import CELERY_FLAGS, WorkerProcess
-from inferq.redis_server import redis_url_or_own
-from inferq.sample_data import generate
-from inferq.settings import Settings
+from inferq.bench.phases import (
+    BENCH_INCLUDE,
+    BENCH_NOOP_TASK,
+    BENCH_SEED_TASK,
+    bench_app,
+    log,
+    median_round,
+    run_phase,
+)
+from inferq.core.constants import COURSE_TARGET, PREDICT_TASK
+from inferq.core.settings import Settings
+from inferq.ops.redis_server import redis_url_or_own
+from inferq.ops.worker_command import celery_command
+from inferq.ops.worker_process import WorkerProcess
+from inferq.tools.sample_data import generate
 
 WARMUP_JOBS = 100
 IDLE_JOBS = 50
@@ -48,25 +56,8 @@ def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {**median_round(rounds, "jobs_per_s"), "rounds": [r["jobs_per_s"] for r in rounds]}
 
 
-def _seed_argv(queue: str, tag: str) -> list[str]:
-    # The course's way: one job at a time in a solo worker, model.predict per job.
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "worker",
-        "-P",
-        "solo",
-        "-Q",
-        queue,
-        "-n",
-        f"seed-{tag}@%h",
-        "-l",
-        "WARNING",
-        *CELERY_FLAGS,
-    ]
+def _worker_argv(queue: str, node: str, *extra: str) -> list[str]:
+    return celery_command([queue], node, "WARNING", *BENCH_INCLUDE, *extra)
 
 
 def _alternate(
@@ -93,8 +84,9 @@ def run_stream_bench(
     with redis_url_or_own(settings.redis_url) as url:
         app = bench_app(settings, url)
         with (
-            WorkerProcess(url, env=main_env, args=["--loglevel", "WARNING"]) as worker,
-            WorkerProcess(url, env=env, argv=_seed_argv(seed_q, tag)),
+            WorkerProcess(url, env=main_env, argv=_worker_argv(main_q, f"main-{tag}@%h")) as worker,
+            # The course's way: one job at a time in a solo worker, model.predict per job.
+            WorkerProcess(url, env=env, argv=_worker_argv(seed_q, f"seed-{tag}@%h", "-P", "solo")),
         ):
             log(f"workers ready (batching worker pid {worker.pid}); warming up")
             run_phase(app, PREDICT_TASK, main_q, payloads[:WARMUP_JOBS])

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from inferq.bench.phases import bench_app, log, run_phase
-from inferq.constants import CLASSIFY_TASK
+from inferq.core.constants import CLASSIFY_TASK
+from inferq.core.settings import Settings
 from inferq.data import SAMPLE_IMAGES, sample_image
-from inferq.launch import WorkerProcess
-from inferq.redis_server import redis_url_or_own
-from inferq.settings import Settings
+from inferq.ops.redis_server import redis_url_or_own
+from inferq.ops.worker_process import WorkerProcess
 
 WARMUP_IMAGES = 32
 
@@ -34,10 +34,10 @@ def _jobs(n: int) -> list[dict[str, Any]]:
 
 def raw_images_per_s(settings: Settings, n: int) -> float:
     """The model alone: preprocessed batches through its compiled function."""
-    from worker.classifier import load_classifier
-    from worker.images import load_image
-    from worker.keras_forward import KerasForward
-    from worker.runner import bucket_sizes_for
+    from worker.engine.forward import KerasForward
+    from worker.engine.runner import bucket_sizes_for
+    from worker.jobs.image_source import load_image
+    from worker.loading.classifier import load_classifier
 
     loaded = load_classifier(settings)
     size = settings.vision_max_batch_size

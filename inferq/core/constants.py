@@ -1,0 +1,48 @@
+"""Names shared by producers and workers: task names, queues, file attributes.
+
+Every name that crosses a process or a file boundary lives here, so that a
+producer that does not import the worker still agrees with it.
+"""
+
+from typing import Final
+
+# Celery task names: the public job contract (docs/contract.md).
+PREDICT_TASK: Final = "inferq.predict_earnings"
+MODEL_INFO_TASK: Final = "inferq.regressor_info"
+CLASSIFY_TASK: Final = "inferq.classify_image"
+SCORE_CHUNK_TASK: Final = "inferq.score_chunk"
+# The remote-control command `inferq health` broadcasts to workers.
+HEALTH_COMMAND: Final = "inferq_health"
+
+# Default queue names; the deployed names come from Settings.
+DEFAULT_REGRESSION_QUEUE: Final = "regression"
+DEFAULT_VISION_QUEUE: Final = "vision"
+
+# The default classifier: built offline by `inferq models build`.
+DEFAULT_CLASSIFIER: Final = "efficientnet_lite0"
+
+# HDF5 root attributes holding the regressor's scaler and feature names.
+H5_META_ATTR: Final = "inferq_meta"
+H5_META_SCHEMA_ATTR: Final = "inferq_meta_schema"
+H5_META_SCHEMA_VERSION: Final = 1
+
+# The course's dataset schema: the nine product features and the target.
+COURSE_FEATURES: Final = (
+    "critic_rating",
+    "is_action",
+    "is_exclusive_to_us",
+    "is_portable",
+    "is_role_playing",
+    "is_sequel",
+    "is_sports",
+    "suitable_for_kids",
+    "unit_price",
+)
+COURSE_TARGET: Final = "total_earnings"
+
+# Largest magnitude accepted for a raw feature: beyond it float32 loses all
+# meaning for a product feature, so it is refused rather than predicted.
+MAX_ABS_FEATURE: Final = 1e12
+
+# `top_k` of a classify job: 1..TOP_K_MAX labels.
+TOP_K_MAX: Final = 1000

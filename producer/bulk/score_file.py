@@ -1,0 +1,185 @@
+"""`inferq score`: a products file in, the same rows with earnings out.
+
+The input is read in fixed-size chunks; at most ``in_flight`` chunks are out
+at once (back-pressure: memory stays bounded however large the file), and
+results are written in input order as they arrive. Finished chunks are kept as
+parts (producer.bulk.sinks), so a killed run resumed with ``resume=True`` scores
+only what is missing and writes exactly the output of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from inferq.core.chunks import chunk_id
+from inferq.core.tables import require_columns
+from inferq.errors import InferqError
+from producer.bulk.columns import Parsed, from_records, from_table
+from producer.bulk.formats import (
+    Chunk,
+    Format,
+    FormatError,
+    columns_of,
+    detect,
+    read_chunks,
+    render,
+)
+from producer.bulk.report import Progress, Summary
+from producer.bulk.scorers import RowErrors, Scorer
+from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
+from producer.bulk.window import Window
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    chunk_rows: int = 16_384
+    in_flight: int = 4
+    input_format: str | None = None
+    output_format: str | None = None
+    resume: bool = False
+    # Write straight to the output, keeping nothing to resume from (the in-process
+    # baseline: what a plain script would do).
+    direct: bool = False
+
+
+@dataclass
+class _InFlight:
+    chunk: Chunk
+    parsed: Parsed
+    ticket: Any
+
+
+def input_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 of the file and its line count (the progress bar's total), in one pass."""
+    digest, lines = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            lines += block.count(b"\n")
+    return digest.hexdigest(), lines
+
+
+def check_columns(path: Path, fmt: Format, features: Sequence[str]) -> None:
+    """A feature column missing from the file fails the run before anything is sent."""
+    names = columns_of(path, fmt)
+    if names:  # None for JSON Lines (rows name their fields); [] for an empty file
+        require_columns(path, names, features, noun="feature column")
+
+
+def score_file(
+    source: Path,
+    output: Path,
+    scorer: Scorer,
+    options: ScoreOptions,
+    progress_every_s: float = 10.0,
+) -> Summary:
+    in_fmt = detect(source, options.input_format)
+    out_fmt = detect(output, options.output_format)
+    if in_fmt is Format.JSONL and out_fmt is not Format.JSONL:
+        raise FormatError(
+            "JSON Lines input is written as JSON Lines only (its rows have no fixed columns)"
+        )
+    check_columns(source, in_fmt, scorer.features)
+    started = time.monotonic()
+    digest, lines = input_digest(source)
+    manifest = Manifest(digest, options.chunk_rows, out_fmt.value, scorer.version)
+    sink: Sink = (
+        PlainSink(output)
+        if options.direct
+        else ResumableSink(output, manifest, resume=options.resume)
+    )
+    total = pq.ParquetFile(source).metadata.num_rows if in_fmt is Format.PARQUET else lines
+    progress = Progress(total, "rows", every_s=progress_every_s)
+    run = _Run(scorer, sink, out_fmt, digest, options, progress, Summary(output))
+    try:
+        run.all_chunks(read_chunks(source, in_fmt, options.chunk_rows))
+    finally:
+        progress.close()
+    if not run.summary.unscored_chunks:
+        sink.finish(run.summary.chunks)
+    run.summary.seconds = time.monotonic() - started
+    return run.summary
+
+
+class _Run:
+    def __init__(
+        self,
+        scorer: Scorer,
+        sink: Sink,
+        out_fmt: Format,
+        digest: str,
+        options: ScoreOptions,
+        progress: Progress,
+        summary: Summary,
+    ) -> None:
+        self.scorer, self.sink, self.out_fmt = scorer, sink, out_fmt
+        self.digest, self.options, self.progress = digest, options, progress
+        self.summary = summary
+        self.window: Window[_InFlight] = Window(options.in_flight, self._finish)
+
+    def all_chunks(self, chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            self.summary.chunks += 1
+            if self.sink.done(chunk.index):
+                self._count_resumed(chunk)
+                continue
+            if self.summary.unscored_chunks:
+                self.summary.unscored_chunks += 1  # a chunk failed: send no more, drain
+                continue
+            self.window.add(self._submit(chunk))
+        self.window.drain()
+
+    def _count_resumed(self, chunk: Chunk) -> None:
+        ok, failed = self.sink.counts(chunk.index)
+        self.summary.resumed_chunks += 1
+        self._count(ok, failed)
+
+    def _submit(self, chunk: Chunk) -> _InFlight:
+        features, rows = self.scorer.features, chunk.rows
+        if isinstance(rows, list):
+            parsed = from_records(rows, features)
+        elif rows.num_rows:
+            parsed = from_table(rows, features)
+        else:  # a header-only or empty file: no feature columns to read
+            parsed = Parsed(np.zeros((0, len(features))), [], np.zeros(0, dtype=bool))
+        x = parsed.values if parsed.ok_rows.all() else parsed.values[parsed.ok_rows]
+        cid = chunk_id(self.digest, self.options.chunk_rows, chunk.index, self.scorer.version)
+        ticket = self.scorer.submit(cid, x) if len(x) else None
+        return _InFlight(chunk, parsed, ticket)
+
+    def _finish(self, item: _InFlight) -> None:
+        errors = list(item.parsed.errors)
+        earnings = np.full(item.chunk.num_rows, np.nan)
+        ok_rows = np.flatnonzero(item.parsed.ok_rows)
+        refused: RowErrors = {}
+        if item.ticket is not None:
+            try:
+                values, refused = self.scorer.collect(item.ticket, len(ok_rows))
+            except InferqError as exc:
+                self.summary.unscored_chunks += 1
+                self.summary.first_chunk_error = self.summary.first_chunk_error or str(exc)
+                return
+            earnings[ok_rows] = values
+            for row, error in refused.items():
+                errors[int(ok_rows[row])] = error
+        failed = len(errors) - len(ok_rows) + len(refused)
+        rendered = render(item.chunk, self.out_fmt, earnings, errors)
+        self.sink.write(item.chunk.index, rendered, item.chunk.num_rows - failed, failed)
+        if item.ticket is not None:
+            self.scorer.release(item.ticket)
+        first = self.summary.first_row_errors
+        if len(first) < 5:
+            first.extend([e for e in errors if e is not None][: 5 - len(first)])
+        self._count(item.chunk.num_rows - failed, failed)
+
+    def _count(self, ok: int, failed: int) -> None:
+        self.summary.count(ok, failed)
+        self.progress.advance(ok + failed)

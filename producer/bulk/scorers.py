@@ -1,0 +1,76 @@
+"""Who computes a bulk chunk: the Scorer protocol, and the workers through Redis.
+
+A scorer gives, for a chunk's valid rows, one dollar value per row and the errors
+of rows the model side refused. The other scorer, the model in this process
+(`inferq score --in-process`, the benchmark's baseline), is
+inferq.tools.local_scorer: it imports TensorFlow, which nothing here may.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from inferq.core.chunks import decode_results
+from inferq.core.contract import ScoreChunkResult
+from producer.client import Client
+from producer.handles import Handle
+
+RowErrors = dict[int, str]
+
+
+class Scorer(Protocol):
+    features: list[str]
+    version: str
+
+    def submit(self, chunk_id: str, x: np.ndarray) -> Any:
+        """Start scoring ``x`` (rows x features, raw values in ``features`` order)."""
+        ...
+
+    def collect(self, ticket: Any, rows: int) -> tuple[np.ndarray, RowErrors]:
+        """Dollars per row (NaN where refused) and the refused rows' errors."""
+        ...
+
+    def release(self, ticket: Any) -> None:
+        """The chunk's output is safely on disk: drop what is kept for it."""
+        ...
+
+
+class QueueScorer:
+    def __init__(
+        self,
+        client: Client,
+        chunk_timeout_s: float,
+        *,
+        reuse_stored: bool,
+        resend_after_s: float = 120.0,
+    ) -> None:
+        info = client.regressor_info()
+        self.client = client
+        self.features = list(info.features)
+        self.version = info.model.version
+        self.chunk_timeout_s = chunk_timeout_s
+        self.reuse_stored = reuse_stored
+        self.resend_after_s = resend_after_s
+
+    def submit(self, chunk_id: str, x: np.ndarray) -> Handle[ScoreChunkResult]:
+        # A resumed run first looks for a result the interrupted run's workers stored:
+        # the chunk id includes the model version, so a stored result is the same answer.
+        stored = self.client.stored_chunk(chunk_id) if self.reuse_stored else None
+        return stored or self.client.submit_chunk(chunk_id, self.features, x)
+
+    def collect(self, ticket: Handle[ScoreChunkResult], rows: int) -> tuple[np.ndarray, RowErrors]:
+        # Unanswered after resend_after_s, the chunk is sent again under its id: the
+        # broker can lose a message with a killed worker (README, "Delivery guarantees").
+        result = ticket.wait(self.chunk_timeout_s, resend_after_s=self.resend_after_s)
+        values = decode_results(result.earnings_usd_f64, rows)
+        errors = {
+            e.row: f"{e.code}: {e.field}: {e.message}"
+            for e in result.row_errors
+            if e.row is not None
+        }
+        return values, errors
+
+    def release(self, ticket: Handle[ScoreChunkResult]) -> None:
+        ticket.forget()

@@ -1,0 +1,184 @@
+"""Where a bulk run's finished chunks go: part files until the output is whole
+(resumable), or straight into the output (the in-process baseline).
+
+Each finished chunk is one part file, written to a temporary name and renamed,
+so a part exists completely or not at all, whenever the run is killed. Writing
+the same chunk twice replaces its part: no duplicate rows. The output file is
+assembled from the parts, in chunk order, once all of them exist; a manifest
+ties the parts to the input's content, the chunking and the model version, so
+``--resume`` never mixes two inputs or two models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, TypeAlias
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from producer.bulk.formats import Format
+
+Rendered: TypeAlias = bytes | pa.Table
+
+
+class ResumeError(ValueError):
+    """A work directory exists that this run may not (or cannot) continue."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    input_sha256: str
+    chunk_rows: int
+    output_format: str
+    model_version: str
+
+
+class Sink(Protocol):
+    """Where a run's rendered chunks go, in chunk order."""
+
+    def done(self, index: int) -> bool: ...
+    def counts(self, index: int) -> tuple[int, int]: ...
+    def write(self, index: int, data: Rendered, ok: int, failed: int) -> None: ...
+    def finish(self, chunks: int) -> None: ...
+
+
+class ResumableSink:
+    """The resumable sink: one part file per finished chunk, joined at the end."""
+
+    def __init__(self, output: Path, manifest: Manifest, *, resume: bool) -> None:
+        self.output = output
+        self.dir = output.with_name(output.name + ".inferq-parts")
+        self.manifest = manifest
+        self._found: dict[int, Path] = {}
+        self._open(resume)
+
+    def _open(self, resume: bool) -> None:
+        path = self.dir / "manifest.json"
+        if not self.dir.exists():
+            self.dir.mkdir(parents=True)
+            _write_atomically(path, json.dumps(asdict(self.manifest), indent=2).encode())
+            return
+        if not resume:
+            raise ResumeError(
+                f"{self.dir} holds an interrupted run: pass --resume to continue it, "
+                "or delete it to start over"
+            )
+        stored = json.loads(path.read_text()) if path.exists() else None
+        if stored != asdict(self.manifest):
+            raise ResumeError(
+                f"{self.dir} belongs to a different run ({_difference(stored, self.manifest)});"
+                " delete it to start over"
+            )
+        for part in self.dir.glob("*.part"):
+            # A part cut short by a crash (its size is in its name) is scored again.
+            if part.stat().st_size == _field(part, 3):
+                self._found[_field(part, 0)] = part
+
+    def done(self, index: int) -> bool:
+        return index in self._found
+
+    def counts(self, index: int) -> tuple[int, int]:
+        """Rows scored and rows failed in a finished chunk (kept in its part's name)."""
+        return _field(self._found[index], 1), _field(self._found[index], 2)
+
+    def write(self, index: int, data: Rendered, ok: int, failed: int) -> None:
+        if isinstance(data, pa.Table):
+            # Arrow IPC, not Parquet, for the parts: no encoding now and none to undo when
+            # joining; the output is encoded to Parquet once, at the end.
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, data.schema) as writer:
+                writer.write_table(data)
+            data = sink.getvalue().to_pybytes()
+        path = self.dir / f"{index:08d}.{ok}.{failed}.{len(data)}.part"
+        _write_atomically(path, data)
+        self._found[index] = path
+
+    def finish(self, chunks: int) -> None:
+        """Join parts 0..chunks-1 into the output (atomically), then drop the parts."""
+        missing = [i for i in range(chunks) if not self.done(i)]
+        if missing:
+            raise ResumeError(f"{len(missing)} chunk(s) not scored, first {missing[0]}")
+        paths = [self._found[i] for i in range(chunks)]
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        if self.manifest.output_format == Format.PARQUET:
+            _join_parquet(paths, tmp)
+        else:
+            with tmp.open("wb") as out:
+                for path in paths:
+                    with path.open("rb") as part:
+                        shutil.copyfileobj(part, out, 1 << 20)
+        os.replace(tmp, self.output)
+        shutil.rmtree(self.dir)
+
+
+class PlainSink:
+    """Straight into the output, nothing kept for a resume: the in-process baseline's sink."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self._tmp = output.with_name(output.name + ".tmp")
+        self._file: BinaryIO | None = None
+        self._parquet: pq.ParquetWriter | None = None
+
+    def done(self, index: int) -> bool:
+        return False
+
+    def counts(self, index: int) -> tuple[int, int]:
+        raise KeyError(index)
+
+    def write(self, index: int, data: Rendered, ok: int, failed: int) -> None:
+        if isinstance(data, pa.Table):
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._tmp, data.schema)
+            if data.num_rows or index == 0:
+                self._parquet.write_table(data)
+            return
+        if self._file is None:
+            self._file = self._tmp.open("wb")
+        self._file.write(data)
+
+    def finish(self, chunks: int) -> None:
+        for closable in (self._parquet, self._file):
+            if closable is not None:
+                closable.close()
+        if self._parquet is None and self._file is None:
+            self._tmp.write_bytes(b"")
+        os.replace(self._tmp, self.output)
+
+
+def _field(part: Path, position: int) -> int:
+    """index.ok.failed.nbytes.part -> one of its numbers."""
+    return int(part.name.split(".")[position])
+
+
+def _join_parquet(parts: list[Path], out: Path) -> None:
+    writer: pq.ParquetWriter | None = None
+    for index, part in enumerate(parts):
+        with pa.memory_map(str(part)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+        if writer is None:
+            writer = pq.ParquetWriter(out, table.schema)
+        if table.num_rows or index == 0:
+            writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # No fsync: a part is renamed into place only once written, and a part a crash cut
+    # short fails the size check on resume. fsync per chunk cost more than the scoring.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _difference(stored: dict[str, object] | None, current: Manifest) -> str:
+    if stored is None:
+        return "no manifest"
+    changed = [k for k, v in asdict(current).items() if stored.get(k) != v]
+    return ", ".join(f"{k} changed" for k in changed) or "unreadable manifest"

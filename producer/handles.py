@@ -1,0 +1,115 @@
+"""A submitted job: its handle, how long to wait for it, and its typed outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from celery.exceptions import NotRegistered, TaskRevokedError
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+from pydantic import BaseModel
+
+from inferq.errors import InferqError, JobExpired, JobRevoked, JobTimeout, UnknownTask
+
+R = TypeVar("R", bound=BaseModel)
+
+# While waiting, stored results are also read back at least this often. Celery's result
+# consumer (5.7) can miss a result across a Redis restart: on reconnecting it reads the
+# stored states, then subscribes again, and a result stored in between is announced to
+# nobody; the caller then waited out its whole timeout for a result that was there.
+RESULT_POLL_S = 1.0
+
+
+@dataclass
+class Schedule:
+    """A wait for results: when to give up, when to resend, how long the next slice is."""
+
+    deadline: float
+    resend_after_s: float | None
+    resend_at: float | None
+
+    @classmethod
+    def start(cls, timeout_s: float, resend_after_s: float | None) -> Schedule:
+        now = time.monotonic()
+        resend_at = None if resend_after_s is None else now + resend_after_s
+        return cls(now + timeout_s, resend_after_s, resend_at)
+
+    def next_wait_s(self) -> float | None:
+        """How long to wait for results now (a slice); None once the deadline has passed."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            return None
+        until = min(self.deadline, self.resend_at or self.deadline, now + RESULT_POLL_S)
+        return max(until - now, 0.001)
+
+    def resend_due(self) -> bool:
+        now = time.monotonic()
+        if self.resend_at is None or self.resend_after_s is None or now < self.resend_at:
+            return False
+        self.resend_at = now + self.resend_after_s
+        return True
+
+
+@dataclass
+class Handle(Generic[R]):
+    """One submitted job: its id, its size, and the time it was sent (monotonic)."""
+
+    id: str
+    rows: int
+    sent_at: float
+    _result: AsyncResult = field(repr=False)
+    _parse: type[R] = field(repr=False)
+    _send_again: Callable[[], object] | None = field(default=None, repr=False)
+
+    def resend(self) -> None:
+        """Send the same job again, with the same id: its result key stays one, so a job
+        that was lost (see README, "Delivery guarantees") ends with one result."""
+        if self._send_again is None:
+            raise RuntimeError(f"job {self.id} cannot be resent from this handle")
+        self._send_again()
+
+    def forget(self) -> None:
+        """Drop the stored result (once it is safely written elsewhere)."""
+        self._result.forget()
+
+    def wait(self, timeout_s: float = 30.0, *, resend_after_s: float | None = None) -> R:
+        """The job's result, or its typed error raised (JobTimeout if none came in time).
+
+        With ``resend_after_s``, the job is sent again (same id) each time that long
+        passes without a result, until ``timeout_s``: as in ``Client.as_completed``."""
+        schedule = Schedule.start(timeout_s, resend_after_s)
+        while (wait_s := schedule.next_wait_s()) is not None:
+            try:
+                # Each get() reads the stored state first, then listens for a slice.
+                value = self._result.get(timeout=wait_s, propagate=False)
+            except CeleryTimeout:
+                if schedule.resend_due():
+                    self.resend()
+                continue
+            return self.outcome(self._result.state, value)
+        raise JobTimeout(f"job {self.id}: no result within {timeout_s} s")
+
+    def outcome(self, state: str, value: Any) -> R:
+        if state == "SUCCESS":
+            return self._parse.model_validate(value)
+        raise failure(state, value)
+
+
+def failure(state: str, value: Any) -> InferqError:
+    """The typed error of a failed job; errors Celery raised itself become `worker_error`,
+    except a task name no worker knows (Celery stores NotRegistered for it) and a job
+    revoked before it ran (REVOKED; `expired` when its deadline passed in the queue)."""
+    if isinstance(value, InferqError):
+        return value
+    if isinstance(value, NotRegistered):
+        return UnknownTask(f"no worker knows task {value}")
+    if state == "REVOKED" or isinstance(value, TaskRevokedError):
+        # Celery stores TaskRevokedError("expired") for a job whose `expires` had passed
+        # when a worker received it; the job body never ran.
+        if str(value) == "expired":
+            return JobExpired("the job's deadline (expires) passed before a worker ran it")
+        return JobRevoked(f"the job was revoked before it ran: {value}")
+    return InferqError({"code": "worker_error", "message": f"{state}: {value!r}"})

@@ -1,0 +1,201 @@
+"""The finisher: one thread that answers the jobs of worker.celeryapp.direct.
+
+The runner thread only runs the model; when a forward pass ends it hands the
+batch's jobs to this thread, which stores every job's result or typed error
+and only then acks its message. Results ready together are stored together
+(worker.celeryapp.results: two round trips for the lot). A job whose answer cannot be
+stored goes back to the queue instead of being acked. A job with no forward
+pass within its deadline gets InferenceFailed, as on the pool path, and a
+forward pass that ends after that is ignored: one answer per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from celery.utils.saferepr import saferepr
+from celery.worker.state import task_ready
+
+from inferq.errors import InferenceFailed, InferqError
+from worker.celeryapp.results import fast_path, store_done
+from worker.engine.runner import BatchOutput
+
+log = logging.getLogger("inferq.finisher")
+
+SWEEP_S = 1.0  # how often held jobs are checked against their deadline
+MAX_GROUP = 256  # jobs answered together, at most
+
+
+def outcome_code(error: BaseException | None) -> str:
+    """A job's outcome label: ``ok``, its InferqError's code, or ``internal_error`` for
+    any other exception (a bug: it is stored all the same, the count must not say ok)."""
+    if error is None:
+        return "ok"
+    return str(error.info.get("code")) if isinstance(error, InferqError) else "internal_error"
+
+
+# What a finished forward pass makes of a job: its result (the job's own code).
+MakeResult = Callable[[BatchOutput], dict[str, Any]]
+
+
+@dataclass(eq=False)  # by identity: one message id may be held twice (a redelivery)
+class HeldJob:
+    """A job between the consumer and its stored answer."""
+
+    request: Any  # celery.worker.request.Request
+    model: str  # the served model's name, for the count and the log line
+    started: float
+    deadline: float
+    make_result: MakeResult | None = field(default=None, repr=False)
+    future: Future[BatchOutput] | None = None
+    error: BaseException | None = None
+    result: dict[str, Any] | None = field(default=None, repr=False)
+
+    def outcome(self) -> str:
+        return outcome_code(self.error)
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+
+# Called once per answered job, after its ack: metrics and the log line.
+Record = Callable[[HeldJob], None]
+
+
+class Finisher:
+    def __init__(self, record: Record) -> None:
+        self._record = record
+        self._ready: SimpleQueue[HeldJob] = SimpleQueue()
+        self._held: set[HeldJob] = set()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="inferq-finisher", daemon=True)
+        self._thread.start()
+
+    def hold(self, job: HeldJob) -> None:
+        with self._cond:
+            self._held.add(job)
+
+    def ready(self, job: HeldJob) -> None:
+        """Answer ``job`` soon; safe from any thread (the runner calls it)."""
+        self._ready.put(job)
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait until every held job is answered; the number still held at ``timeout_s``."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held, timeout_s)
+            return len(self._held)
+
+    def _loop(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_S
+        while True:
+            try:
+                self._answer(self._take())
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_S
+                    self._answer(self._overdue())
+            except Exception:  # the thread must outlive any one batch, or sweep
+                log.exception("could not answer jobs")
+
+    def _take(self) -> list[HeldJob]:
+        try:
+            jobs = [self._ready.get(timeout=SWEEP_S)]
+        except Empty:
+            return []
+        while len(jobs) < MAX_GROUP:
+            try:
+                jobs.append(self._ready.get_nowait())
+            except Empty:
+                break
+        return jobs
+
+    def _overdue(self) -> list[HeldJob]:
+        now = time.monotonic()
+        with self._cond:
+            overdue = [job for job in self._held if job.deadline <= now]
+        for job in overdue:
+            waited_s = round(now - job.started, 1)
+            job.error = InferenceFailed(f"no forward pass within {waited_s} s")
+        return overdue
+
+    def _answer(self, jobs: list[HeldJob]) -> None:
+        with self._cond:
+            jobs = [job for job in dict.fromkeys(jobs) if job in self._held]
+        try:
+            for job in jobs:
+                self._settle(job)
+            stored = _store_fast(jobs)
+            for job in jobs:
+                try:
+                    if job in stored or _store_one(job):
+                        _finish(job)
+                        self._record(job)
+                except Exception:  # one job's ack or event must not cost the others theirs
+                    log.exception("job=%s: answered, but not finished", job.request.id)
+        finally:
+            with self._cond:
+                self._held.difference_update(jobs)
+                if not self._held:
+                    self._cond.notify_all()
+
+    def _settle(self, job: HeldJob) -> None:
+        """Turn the job's forward pass (or its error) into ``result`` or ``error``."""
+        if job.error is not None:
+            return
+        assert job.future is not None and job.make_result is not None
+        try:
+            job.result = job.make_result(job.future.result(timeout=0))
+        except Exception as exc:  # InferenceFailed from the runner, or a bug making the result
+            job.error = exc
+
+
+def _store_fast(jobs: list[HeldJob]) -> set[HeldJob]:
+    """Store the plain successes together; the set of jobs stored."""
+    fast = [
+        job
+        for job in jobs
+        if job.error is None and fast_path(job.request.task.backend, job.request)
+    ]
+    if not fast:
+        return set()
+    try:
+        store_done(fast[0].request.task.backend, [(job.request, job.result) for job in fast])
+    except Exception as exc:  # each goes again through mark_as_done, with Celery's retries
+        log.warning("storing %d results together failed (%s); storing one by one", len(fast), exc)
+        return set()
+    return set(fast)
+
+
+def _store_one(job: HeldJob) -> bool:
+    """Store one job's answer; False (and the job back in the queue) if it cannot be."""
+    req = job.request
+    try:
+        if job.error is None:
+            req.task.backend.mark_as_done(req.id, job.result, request=req._context)
+        else:
+            req.task.backend.mark_as_failure(req.id, job.error, request=req._context)
+    except Exception:
+        log.exception("job=%s: answer not stored; the job goes back to the queue", req.id)
+        task_ready(req)
+        req.reject(requeue=True)
+        return False
+    return True
+
+
+def _finish(job: HeldJob) -> None:
+    """After the store: the worker's bookkeeping, the ack, the task event."""
+    req = job.request
+    task_ready(req, successful=job.error is None)
+    req.acknowledge()
+    if req.eventer is not None and req.eventer.enabled:
+        if job.error is None:
+            runtime_s = time.monotonic() - job.started
+            req.send_event("task-succeeded", result=saferepr(job.result, 48), runtime=runtime_s)
+        else:
+            req.send_event("task-failed", exception=saferepr(job.error))

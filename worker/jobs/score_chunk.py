@@ -1,0 +1,71 @@
+"""``inferq.score_chunk``: one bulk chunk of rows per message (inferq.core.chunks).
+
+The chunk's rows go through the same batch runner as stream jobs, cut to the same
+max batch size, so a worker serves both at once. Rows are checked here again with
+the row rules (inferq.core.rows): a bad row gets its own error in the result and
+the other rows of the chunk are scored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferq.core.chunks import decode_matrix, encode_results
+from inferq.core.rows import CODE_NAMES, MESSAGES, OK, field_error, first_problems, value_codes
+from inferq.errors import InvalidInput
+from worker.jobs.checks import to_ms
+from worker.loading.registry import ServedRegressor
+
+
+def run(
+    served: ServedRegressor, chunk_id: Any, features: Any, rows: Any, data: Any, compression: Any
+) -> dict[str, Any]:
+    started = time.monotonic()
+    meta = served.meta
+    order = _column_order(features, meta.features)
+    if isinstance(rows, int) and rows > served.max_chunk_rows:
+        message = f"{rows} rows; the chunk limit is {served.max_chunk_rows}"
+        raise InvalidInput.single(None, "too_many_rows", message)
+    x = decode_matrix(data, rows, len(order), compression)[:, order].astype(np.float64)
+    codes = value_codes(x)
+    ok = (codes == OK).all(axis=1)
+    dollars = np.full(len(x), np.nan)
+    passes = 0
+    if ok.any():
+        scaled = meta.scale_features(x[ok]).astype(np.float32)
+        outputs, parts = served.runner.infer(scaled, served.timeout_s)
+        dollars[ok] = meta.to_dollars(outputs).reshape(-1)
+        passes = len(parts)
+    return {  # ScoreChunkResult
+        "chunk_id": chunk_id,
+        "rows": len(x),
+        "earnings_usd_f64": encode_results(dollars),
+        "row_errors": _row_errors(codes, meta.features),
+        "model": {"name": served.name, "version": served.version},
+        "passes": passes,
+        "timings_ms": {"total_ms": to_ms(time.monotonic() - started)},
+    }
+
+
+def _column_order(given: Any, expected: Sequence[str]) -> list[int]:
+    """Indices into the message's columns that give the model's feature order."""
+    if not isinstance(given, list) or not all(isinstance(g, str) for g in given):
+        raise InvalidInput.single(None, "bad_chunk", "features must be a list of column names")
+    missing = [f for f in expected if f not in given]
+    unknown = [g for g in given if g not in expected]
+    if missing or unknown or len(set(given)) != len(given):
+        message = f"chunk columns {given} are not the model's features {list(expected)}"
+        raise InvalidInput.single(None, "feature_mismatch", message)
+    return [given.index(f) for f in expected]
+
+
+def _row_errors(codes: np.ndarray, features: Sequence[str]) -> list[dict[str, Any]]:
+    """The first problem of each refused row."""
+    return [
+        field_error(row, features[col], CODE_NAMES[code], MESSAGES[code])
+        for row, col, code in first_problems(codes)
+    ]
