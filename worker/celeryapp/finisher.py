@@ -6,7 +6,10 @@ and only then acks its message. Results ready together are stored together
 (worker.celeryapp.results: two round trips for the lot). A job whose answer cannot be
 stored goes back to the queue instead of being acked. A job with no forward
 pass within its deadline gets InferenceFailed, as on the pool path, and a
-forward pass that ends after that is ignored: one answer per job.
+forward pass that ends after that is ignored: one answer per job. A job whose
+forward pass has ended is answered with its outputs, however late the finisher
+gets to it (a slow store of an earlier batch, a stalled Redis): the deadline is
+about the forward pass, not about Redis.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class HeldJob:
     future: Future[BatchOutput] | None = None
     error: BaseException | None = None
     result: dict[str, Any] | None = field(default=None, repr=False)
+    overdue_s: float | None = None  # set by the deadline sweep: waited this long, no pass
 
     def outcome(self) -> str:
         return outcome_code(self.error)
@@ -116,12 +120,17 @@ class Finisher:
         return jobs
 
     def _overdue(self) -> list[HeldJob]:
+        """Jobs past their deadline with no forward pass ended (those whose pass ended are
+        on their way here through ``ready``, and are answered with their outputs)."""
         now = time.monotonic()
         with self._cond:
-            overdue = [job for job in self._held if job.deadline <= now]
+            overdue = [
+                job
+                for job in self._held
+                if job.deadline <= now and not (job.future is not None and job.future.done())
+            ]
         for job in overdue:
-            waited_s = round(now - job.started, 1)
-            job.error = InferenceFailed(f"no forward pass within {waited_s} s")
+            job.overdue_s = round(now - job.started, 1)
         return overdue
 
     def _answer(self, jobs: list[HeldJob]) -> None:
@@ -145,10 +154,14 @@ class Finisher:
                     self._cond.notify_all()
 
     def _settle(self, job: HeldJob) -> None:
-        """Turn the job's forward pass (or its error) into ``result`` or ``error``."""
+        """Turn the job's forward pass (or its error) into ``result`` or ``error``. A pass
+        that ended wins over the sweep's verdict: the outputs are there, so they count."""
         if job.error is not None:
             return
         assert job.future is not None and job.make_result is not None
+        if not job.future.done():
+            job.error = InferenceFailed(f"no forward pass within {job.overdue_s} s")
+            return
         try:
             job.result = job.make_result(job.future.result(timeout=0))
         except Exception as exc:  # InferenceFailed from the runner, or a bug making the result
