@@ -10,6 +10,7 @@ from typing import Final
 PREDICT_TASK: Final = "inferq.predict_earnings"
 MODEL_INFO_TASK: Final = "inferq.regressor_info"
 CLASSIFY_TASK: Final = "inferq.classify_image"
+CLASSIFY_CHUNK_TASK: Final = "inferq.classify_images"
 SCORE_CHUNK_TASK: Final = "inferq.score_chunk"
 # The remote-control command `inferq health` broadcasts to workers.
 HEALTH_COMMAND: Final = "inferq_health"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from inferq.core.constants import (
+    CLASSIFY_CHUNK_TASK,
     CLASSIFY_TASK,
     MODEL_INFO_TASK,
     PREDICT_TASK,
@@ -124,6 +125,30 @@ class ClassifyResult(BaseModel):
     timings_ms: VisionTimings
 
 
+class ImageItem(BaseModel):
+    """One image of a chunk: exactly one of image_b64 or path, as in classify_image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_b64: str | None = Field(None, description="The image file's bytes, base64.")
+    path: str | None = Field(None, description="A path relative to INFERQ_IMAGE_ROOT.")
+
+
+class ClassifyChunkPayload(BaseModel):
+    """Keyword arguments of ``inferq.classify_images``: many images in one message (bulk)."""
+
+    model_config = ConfigDict(extra="forbid", title="inferq.classify_images payload (task kwargs)")
+
+    images: list[ImageItem] = Field(
+        description="The images, at most INFERQ_MAX_CHUNK_IMAGES; answered in this order."
+    )
+    top_k: int = Field(5, ge=1, le=TOP_K_MAX, description="How many labels per image.")
+
+    @staticmethod
+    def item_fields() -> tuple[str, ...]:
+        return tuple(ImageItem.model_fields)
+
+
 class FieldError(BaseModel):
     row: int | None = Field(description="Index of the bad row in the job, if one row is at fault.")
     field: str | None = Field(description="The bad field, if one field is at fault.")
@@ -139,6 +164,24 @@ class JobError(BaseModel):
     code: str = Field(description="invalid_input, model_unavailable, inference_failed, ...")
     message: str
     errors: list[FieldError] = Field(default_factory=list)
+
+
+class ImageOutcome(BaseModel):
+    """One image of a chunk: its labels, or the error that image alone met."""
+
+    labels: list[Label] | None = Field(description="Top-k classes, best first; null on error.")
+    error: JobError | None = Field(description="Why this image has no labels; null if it has.")
+
+
+class ClassifyChunkResult(BaseModel):
+    """Result of ``inferq.classify_images`` (state SUCCESS); bad images are listed, not fatal."""
+
+    model_config = ConfigDict(title="inferq.classify_images result")
+
+    results: list[ImageOutcome] = Field(description="One per image, in the payload's order.")
+    model: ModelInfo
+    passes: int = Field(description="Forward passes the chunk's images took part in.")
+    timings_ms: dict[str, float]
 
 
 class ScoreChunkPayload(BaseModel):
@@ -179,6 +222,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     f"{MODEL_INFO_TASK}.result": RegressorInfo,
     f"{CLASSIFY_TASK}.payload": ClassifyPayload,
     f"{CLASSIFY_TASK}.result": ClassifyResult,
+    f"{CLASSIFY_CHUNK_TASK}.payload": ClassifyChunkPayload,
+    f"{CLASSIFY_CHUNK_TASK}.result": ClassifyChunkResult,
     f"{SCORE_CHUNK_TASK}.payload": ScoreChunkPayload,
     f"{SCORE_CHUNK_TASK}.result": ScoreChunkResult,
     "inferq.job_error": JobError,

@@ -33,11 +33,23 @@ Decoding rules, all deliberate:
   (65535), not clipped at 255, so a 16-bit PNG keeps its look.
 * CMYK, palette, greyscale, LA and the rest go through Pillow's own
   conversion to RGB (embedded ICC profiles are not applied).
+* A JPEG can be decoded at reduced size (``min_short_side``): libjpeg scales by
+  1/2, 1/4 or 1/8 while decoding (Pillow's ``draft``), by the largest factor that
+  keeps the short side at least ``min_short_side``. The model crops 87.5 % of the
+  short side and resizes it to 224, so 256 loses nothing it would keep; a 12 MP
+  phone photo decodes at 1/8 (504x378) for a fraction of the cost. Other formats
+  are decoded at full size.
+* Memory: each step lets go of its input as soon as it has its output, and no
+  step makes more than one full-size copy at a time (16-bit images are scaled in
+  stripes, transparency is pasted onto white through its own alpha band, EXIF
+  turns happen in place), so ``decode_bytes_needed`` can say beforehand how much
+  an image will take: the worker's decode budget is counted in it.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import struct
 from typing import Literal
 
@@ -53,6 +65,12 @@ LITE0_SIZE = 224
 LITE0_CROP_FRACTION = 224 / 256  # evaluation crop: centred square, 87.5% of the short side
 LITE0_MEAN = 127.0
 LITE0_STD = 128.0
+# The most bytes decoding and preprocessing hold per decoded pixel, whatever the mode:
+# the source, one converted copy, the crop (tests/unit/test_image_memory.py measures
+# 36-megapixel images of every mode). Pillow's WebP decoder hands over a full-size
+# buffer and copies it: twice as much.
+PEAK_BYTES_PER_PIXEL = 8
+PEAK_BYTES_PER_PIXEL_BY_FORMAT = {"WEBP": 16}
 
 ImageErrorCode = Literal[
     "empty_image",  # zero bytes
@@ -66,6 +84,8 @@ ImageErrorCode = Literal[
 # What Pillow's decoders raise for hostile or damaged input (besides its own classes).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_STRIPE_ROWS = 256
+_REDUCIBLE = ("JPEG", "MPO")  # formats whose decoder can scale down while decoding
 
 
 class ImageError(ValueError):
@@ -110,28 +130,88 @@ def _load_first_frame(img: Image.Image) -> None:
         raise ImageError("truncated_image", f"image data is truncated or corrupt: {exc}") from None
 
 
-def _upright(img: Image.Image) -> Image.Image:
+def _upright(img: Image.Image) -> None:
+    """Turn the image as its EXIF orientation says, in place: without an orientation,
+    ``exif_transpose`` would otherwise return a full-size copy of the same pixels."""
     try:
-        return ImageOps.exif_transpose(img) or img
+        ImageOps.exif_transpose(img, in_place=True)
     except (*_DECODE_ERRORS, KeyError, UserWarning):  # corrupt EXIF: keep the pixels as stored
-        return img
+        return
+
+
+def _sixteen_to_eight(img: Image.Image) -> Image.Image:
+    """16-bit greyscale to 8 bits by its full range: round(v / 257), in stripes of rows
+    so that no full-size wider copy is made (float64 here took 16 bytes a pixel)."""
+    src = np.asarray(img)  # uint16 for I;16, int32 for I (values beyond 65535 saturate)
+    out = np.empty(src.shape, dtype=np.uint8)
+    for top in range(0, src.shape[0], _STRIPE_ROWS):
+        stripe = np.clip(src[top : top + _STRIPE_ROWS], 0, 65535).astype(np.uint32)
+        out[top : top + _STRIPE_ROWS] = (stripe + 128) // 257
+    del src
+    return Image.fromarray(out, "L")
+
+
+def _release(old: Image.Image, new: Image.Image) -> Image.Image:
+    """``new``, with ``old``'s pixels freed now rather than when the caller lets go."""
+    if new is not old:
+        old.close()
+    return new
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in _SIXTEEN_BIT_MODES:
-        # Pillow's I -> L conversion clips at 255; scale the 16-bit range instead
-        # (32-bit "I" values beyond 65535 saturate).
-        arr = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(arr / 257.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode in ("P", "LA", "La", "PA", "RGBa") or "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode == "RGBA":
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, img).convert("RGB")
-    return img if img.mode == "RGB" else img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+        img = _release(img, _sixteen_to_eight(img))
+    elif img.mode == "F":
+        img = _release(img, img.convert("L"))  # clips to 0..255
+    if img.mode in ("P", "PA", "RGBa", "La") or ("transparency" in img.info and img.mode != "RGBA"):
+        img = _release(img, img.convert("RGBA"))
+    if img.mode in ("RGBA", "LA"):
+        # Onto white, with the alpha band as the paste mask: the same as compositing
+        # over an opaque white background, without a full-size RGBA background copy.
+        rgb = Image.new("RGB", img.size, (255, 255, 255))
+        rgb.paste(img, mask=img)
+        return _release(img, rgb)
+    return img if img.mode == "RGB" else _release(img, img.convert("RGB"))
+
+
+def open_image(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
+    min_short_side: int | None = None,
+) -> Image.Image:
+    """Identify untrusted image bytes and check their size; no pixel is decoded yet.
+
+    With ``min_short_side``, a JPEG is set to decode at the smallest scale that keeps
+    its short side at least that long: ``img.size`` is then the size it will have, so
+    a caller can reserve memory for it before ``finish_decode``."""
+    if not data:
+        raise ImageError("empty_image", "no image bytes")
+    if len(data) > max_bytes:
+        raise ImageError("too_many_bytes", f"{len(data)} bytes > {max_bytes}")
+    img = _open(data, max_pixels, formats)
+    if min_short_side and img.format in _REDUCIBLE and min(img.size) >= 2 * min_short_side:
+        img.draft(None, (min_short_side, min_short_side))  # scale: short side // this
+    return img
+
+
+def decode_bytes_needed(img: Image.Image) -> int:
+    """The most memory decoding and preprocessing this opened image may take, in bytes
+    (after any reduced-size setting: ``img.size`` is what will be decoded)."""
+    per_pixel = PEAK_BYTES_PER_PIXEL_BY_FORMAT.get(img.format or "", PEAK_BYTES_PER_PIXEL)
+    return img.width * img.height * per_pixel
+
+
+def finish_decode(img: Image.Image) -> Image.Image:
+    """An opened image's first frame, decoded, upright and RGB (ImageError if it cannot be)."""
+    _load_first_frame(img)
+    _upright(img)
+    try:
+        return _to_rgb(img)
+    except _DECODE_ERRORS as exc:
+        raise ImageError("unsupported_image", f"cannot convert {img.mode} to RGB: {exc}") from None
 
 
 def decode_image(
@@ -140,6 +220,7 @@ def decode_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     formats: tuple[str, ...] = DEFAULT_FORMATS,
+    min_short_side: int | None = None,
 ) -> Image.Image:
     """Decode untrusted image bytes into an upright RGB image (first frame if animated).
 
@@ -148,17 +229,20 @@ def decode_image(
     ``unsupported_image``; a small hostile file cannot make it allocate a
     huge image.
     """
-    if not data:
-        raise ImageError("empty_image", "no image bytes")
-    if len(data) > max_bytes:
-        raise ImageError("too_many_bytes", f"{len(data)} bytes > {max_bytes}")
-    img = _open(data, max_pixels, formats)
-    _load_first_frame(img)
-    img = _upright(img)
-    try:
-        return _to_rgb(img)
-    except _DECODE_ERRORS as exc:
-        raise ImageError("unsupported_image", f"cannot convert {img.mode} to RGB: {exc}") from None
+    img = open_image(
+        data,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        formats=formats,
+        min_short_side=min_short_side,
+    )
+    return finish_decode(img)
+
+
+def source_short_side(size: int) -> int:
+    """The shortest source side the evaluation crop needs for a ``size`` x ``size`` input
+    (256 for 224): decoding below it would throw away pixels the model uses."""
+    return math.ceil(size / LITE0_CROP_FRACTION)
 
 
 def lite0_crop_box(width: int, height: int) -> tuple[int, int, int, int]:

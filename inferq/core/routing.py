@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Final
 
-from inferq.core.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
+from inferq.core.constants import (
+    CLASSIFY_CHUNK_TASK,
+    CLASSIFY_TASK,
+    MODEL_INFO_TASK,
+    PREDICT_TASK,
+    SCORE_CHUNK_TASK,
+)
 from inferq.core.settings import Settings
 
 # Logical queue -> the kind of model a worker consuming it loads.
@@ -21,6 +27,7 @@ TASK_QUEUES: Final = {
     MODEL_INFO_TASK: "regression",
     SCORE_CHUNK_TASK: "regression",
     CLASSIFY_TASK: "vision",
+    CLASSIFY_CHUNK_TASK: "vision",
 }
 
 

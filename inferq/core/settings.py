@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     image_root: Path | None = Field(None, description="Jobs may name image files under it.")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)
+    max_chunk_images: int = Field(
+        64, ge=1, le=4096, description="Images in one classify_images message, at most."
+    )
+    decode_threads: int | None = Field(
+        None, ge=1, le=256, description="Image decoding threads (default: one per core)."
+    )
+    decode_budget_mb: int = Field(
+        1024,
+        ge=1,
+        description="Memory the images being decoded may hold at once, per worker process.",
+    )
     regressor_xla: bool = Field(True, description="Compile the regressor with XLA.")
     inference_timeout_s: float = Field(60.0, gt=0, description="Longest wait for one forward pass.")
     inference_retries: int = Field(
@@ -152,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.redis_url or LOCAL_REDIS_URL
+
+    @property
+    def effective_decode_threads(self) -> int:
+        # The cores this process may run on (a container's CPU set, not the host's).
+        return self.decode_threads or len(os.sched_getaffinity(0))
 
     @property
     def effective_job_slots(self) -> int:

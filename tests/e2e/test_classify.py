@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from inferq.core.constants import CLASSIFY_TASK
+from inferq.core.images import decode_image, source_short_side
 from inferq.core.modelfile import file_version
 from inferq.core.settings import Settings
 from inferq.errors import InvalidInput
@@ -37,12 +38,11 @@ def test_chelsea_is_a_cat_and_coffee_is_espresso(vclient: Client, models_dir: Pa
 
 
 def test_worker_and_in_process_model_agree(vclient: Client, vision_settings: Settings) -> None:
-    from worker.jobs.image_source import load_image
     from worker.loading.classifier import load_classifier
 
     loaded = load_classifier(vision_settings)
-    data = imagegen.photo("astronaut")
-    x = loaded.preprocess(load_image(base64.b64encode(data).decode(), None, vision_settings))
+    data = imagegen.photo("astronaut")  # 512x512: the worker decodes it at half size
+    x = loaded.preprocess(decode_image(data, min_short_side=source_short_side(224)))
     probs = np.asarray(loaded.keras_model(x[None], training=False))[0]
     local = loaded.labels.top_k(probs, 5)
     remote = vclient.classify(data, top_k=5).labels

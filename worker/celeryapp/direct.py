@@ -1,4 +1,5 @@
-"""Small predict jobs go from the consumer straight to the batch queue.
+"""Small predict jobs go from the consumer straight to the batch queue (images: through
+the decode stage, worker.celeryapp.direct_images).
 
 On Celery's usual path every message gets a pool thread, which decodes the
 body a second time, runs Celery's tracer and then only waits for its share of
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from celery import bootsteps
@@ -31,7 +34,7 @@ from celery.worker.strategy import default as default_strategy
 
 from inferq.core.contract import PredictPayload
 from inferq.errors import InferenceFailed, InferqError
-from worker.celeryapp.finisher import HeldJob
+from worker.celeryapp.finisher import Finisher, HeldJob
 from worker.celeryapp.state import WorkerState
 from worker.jobs import predict
 from worker.jobs.checks import bind_arguments
@@ -39,8 +42,11 @@ from worker.jobs.checks import bind_arguments
 log = logging.getLogger("inferq.direct")
 
 
-class DirectPredict:
-    """Celery's handler of new requests for one task: small jobs here, others to the pool."""
+class DirectPath:
+    """Celery's handler of new requests for one task: jobs it ``takes`` are held here and
+    answered by the finisher; the others go to the pool."""
+
+    kind = ""  # the model kind the task needs
 
     def __init__(self, state: WorkerState | None, pool_path: Any) -> None:
         self.state = state
@@ -48,36 +54,73 @@ class DirectPredict:
 
     def __call__(self, req: Any) -> None:
         state = self.state
-        if state is None or not state.models.holds("regressor"):
-            self.pool_path(req)  # a prefork parent: its children hold the model
-            return
-        served = state.models.regressor()
-        if not _small(req, served.runner.queue.max_rows):
-            self.pool_path(req)
+        if state is None or not state.models.holds(self.kind) or not self.takes(req, state):
+            self.pool_path(req)  # e.g. a prefork parent: its children hold the model
             return
         # Unused by a threads pool, but a malformed pair is refused here as on the pool
         # path: the consumer's guard (worker.celeryapp.refusal) answers the ValueError.
         _hard_s, _soft_s = req.time_limits
         started = time.monotonic()
-        job = HeldJob(req, served.name, started, started + served.timeout_s)
-        job.make_result = functools.partial(_one_pass_result, served, started)
+        job = HeldJob(req, self.model_name(state), started, math.inf)
         # As a pool does: worker pid and start time (`inspect active`), the worker's
         # active-request bookkeeping, the task-started event.
         req.on_accepted(os.getpid(), started)
         finisher = state.finisher()
         finisher.hold(job)
         try:
-            rows = bind_arguments(PredictPayload, req.args, req.kwargs)["rows"]
-            (job.future,) = served.runner.submit(predict.inputs(served, rows))
-        except InferqError as exc:
-            job.error = exc
-        except Exception as exc:  # a bug: the job still gets one answer; the consumer lives on
-            log.exception("job=%s: could not queue the job", req.id)
-            job.error = InferenceFailed(f"{type(exc).__name__}: {exc}")
-        if job.future is None:
-            finisher.ready(job)
-        else:
-            job.future.add_done_callback(lambda _: finisher.ready(job))
+            self.start(job, state, finisher)
+        except Exception as exc:
+            fail(job, finisher, exc)
+
+    def takes(self, req: Any, state: WorkerState) -> bool:
+        return True
+
+    def model_name(self, state: WorkerState) -> str:
+        raise NotImplementedError
+
+    def start(self, job: HeldJob, state: WorkerState, finisher: Finisher) -> None:
+        """Set the job on its way: ``job.future`` (and the finisher told when it is done),
+        or raise an InferqError for the job's answer."""
+        raise NotImplementedError
+
+
+def fail(job: HeldJob, finisher: Finisher, exc: BaseException) -> None:
+    """Answer a held job with ``exc``: its own typed error, or (a bug) InferenceFailed."""
+    if not isinstance(exc, InferqError):
+        log.error("job=%s: could not queue the job", job.request.id, exc_info=exc)
+        exc = InferenceFailed(f"{type(exc).__name__}: {exc}")
+    job.error = exc
+    finisher.ready(job)
+
+
+def answer_when_done(
+    job: HeldJob, finisher: Finisher, future: Future[Any], timeout_s: float
+) -> None:
+    """The job waits for ``future`` from now on, for ``timeout_s`` at most (the deadline is
+    about the forward pass, not the time the job spent before it was queued)."""
+    job.deadline = time.monotonic() + timeout_s
+    job.future = future
+    future.add_done_callback(lambda _: finisher.ready(job))
+
+
+class DirectPredict(DirectPath):
+    """Small predict jobs: validated and queued on the consumer thread itself."""
+
+    kind = "regressor"
+
+    def takes(self, req: Any, state: WorkerState) -> bool:
+        return _small(req, state.models.regressor().runner.queue.max_rows)
+
+    def model_name(self, state: WorkerState) -> str:
+        return state.models.regressor().name
+
+    def start(self, job: HeldJob, state: WorkerState, finisher: Finisher) -> None:
+        served = state.models.regressor()
+        job.make_result = functools.partial(_one_pass_result, served, job.started)
+        req = job.request
+        rows = bind_arguments(PredictPayload, req.args, req.kwargs)["rows"]
+        (future,) = served.runner.submit(predict.inputs(served, rows))
+        answer_when_done(job, finisher, future, served.timeout_s)
 
 
 def _one_pass_result(served: Any, started: float, part: Any) -> dict[str, Any]:
@@ -102,8 +145,9 @@ class _ConsumerView:
 
 
 def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
-    """Celery's default strategy, handing requests to DirectPredict instead of the pool."""
-    direct = DirectPredict(app.state, consumer.on_task_request)
+    """Celery's default strategy, handing requests to the task's direct path instead of
+    the pool (``direct_path``: set on the task at registration)."""
+    direct = task.direct_path(app.state, consumer.on_task_request)
     return default_strategy(task, app, _ConsumerView(consumer, direct), **kwargs)
 
 

@@ -28,7 +28,6 @@ from celery.worker.state import task_ready
 
 from inferq.errors import InferenceFailed, InferqError
 from worker.celeryapp.results import fast_path, store_done
-from worker.engine.runner import BatchOutput
 
 log = logging.getLogger("inferq.finisher")
 
@@ -44,8 +43,9 @@ def outcome_code(error: BaseException | None) -> str:
     return str(error.info.get("code")) if isinstance(error, InferqError) else "internal_error"
 
 
-# What a finished forward pass makes of a job: its result (the job's own code).
-MakeResult = Callable[[BatchOutput], dict[str, Any]]
+# What a finished forward pass makes of a job: its result (the job's own code). The
+# future's value: a BatchOutput, or a chunk's list of outputs and per-image errors.
+MakeResult = Callable[[Any], dict[str, Any]]
 
 
 @dataclass(eq=False)  # by identity: one message id may be held twice (a redelivery)
@@ -57,7 +57,7 @@ class HeldJob:
     started: float
     deadline: float
     make_result: MakeResult | None = field(default=None, repr=False)
-    future: Future[BatchOutput] | None = None
+    future: Future[Any] | None = None
     error: BaseException | None = None
     result: dict[str, Any] | None = field(default=None, repr=False)
     overdue_s: float | None = None  # set by the deadline sweep: waited this long, no pass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from inferq.core.settings import Settings
 from worker.celeryapp.finisher import Finisher, HeldJob
+from worker.jobs.decoding import DecodeBudget, DecodeStage
 from worker.loading.registry import ModelRegistry
 from worker.metrics import Metrics
 
@@ -26,14 +27,17 @@ class WorkerState:
     metrics: Metrics
     models: ModelRegistry
     kinds: frozenset[str]  # the models this worker's queues need
+    decode_budget: DecodeBudget  # what images being decoded may hold, on every path
     metrics_port: int | None = None  # the port bound (INFERQ_METRICS_PORT=0 picks one)
     _finisher: Finisher | None = field(default=None, repr=False)
+    _decoder: DecodeStage | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, kinds: set[str]) -> WorkerState:
         metrics = Metrics()
-        return cls(settings, metrics, ModelRegistry(settings, metrics), frozenset(kinds))
+        budget = DecodeBudget(settings.decode_budget_mb * 2**20)
+        return cls(settings, metrics, ModelRegistry(settings, metrics), frozenset(kinds), budget)
 
     def finisher(self) -> Finisher:
         """This process's one finisher, started on first use (by the consumer thread).
@@ -43,6 +47,17 @@ class WorkerState:
             if self._finisher is None:
                 self._finisher = Finisher(self.record)
             return self._finisher
+
+    def decoder(self) -> DecodeStage:
+        """This process's decode stage for direct image jobs, started on first use. Up to
+        four batches of decoded images may wait for the model: enough to keep it fed,
+        few enough that fast decoding cannot pile tensors up in memory."""
+        with self._lock:
+            if self._decoder is None:
+                settings = self.settings
+                waiting = 4 * settings.vision_max_batch_size
+                self._decoder = DecodeStage(settings.effective_decode_threads, waiting)
+            return self._decoder
 
     def drain(self, timeout_s: float) -> int:
         """Answer every job the finisher holds; the number left unanswered at ``timeout_s``."""

@@ -19,14 +19,23 @@ from typing import Any, TypeVar
 from celery import Celery, Task
 from pydantic import BaseModel
 
-from inferq.core.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
+from inferq.core.constants import (
+    CLASSIFY_CHUNK_TASK,
+    CLASSIFY_TASK,
+    MODEL_INFO_TASK,
+    PREDICT_TASK,
+    SCORE_CHUNK_TASK,
+)
 from inferq.core.contract import (
+    ClassifyChunkPayload,
     ClassifyPayload,
     PredictPayload,
     RegressorInfoPayload,
     ScoreChunkPayload,
 )
 from inferq.errors import InferqError, ModelUnavailable
+from worker.celeryapp.direct import DirectPredict
+from worker.celeryapp.direct_images import DirectClassify, DirectClassifyChunk
 from worker.celeryapp.finisher import outcome_code
 from worker.celeryapp.state import WorkerState
 from worker.jobs import classify, predict, score_chunk
@@ -68,8 +77,17 @@ def predict_earnings(self: Task, rows: Any) -> dict[str, Any]:
 def classify_image(
     self: Task, image_b64: Any = None, path: Any = None, top_k: Any = 5
 ) -> dict[str, Any]:
-    served = _state(self).models.classifier()
-    return logged_job(self, served.name, lambda: classify.run(served, image_b64, path, top_k))
+    state = _state(self)
+    served, budget = state.models.classifier(), state.decode_budget
+    return logged_job(
+        self, served.name, lambda: classify.run(served, image_b64, path, top_k, budget)
+    )
+
+
+def classify_images(self: Task, images: Any, top_k: Any = 5) -> dict[str, Any]:
+    state = _state(self)
+    served, budget = state.models.classifier(), state.decode_budget
+    return logged_job(self, served.name, lambda: classify.run_chunk(served, images, top_k, budget))
 
 
 def score_chunk_task(
@@ -89,11 +107,20 @@ def regressor_info(self: Task) -> dict[str, Any]:
 
 def register(app: Celery) -> None:
     """Register the contract's tasks on ``app``."""
-    # Strategy: small jobs skip the pool thread and go from the consumer to the batch
-    # queue (worker.celeryapp.direct); the body runs the rest (big jobs, ETA, prefork).
-    strategy = "worker.celeryapp.direct:strategy"
-    _register(app, PREDICT_TASK, PredictPayload, predict_earnings, Strategy=strategy)
-    _register(app, CLASSIFY_TASK, ClassifyPayload, classify_image)
+    # Strategy: small jobs and images skip the pool thread and go from the consumer to
+    # the batch queue (worker.celeryapp.direct, direct_images: each task's direct_path);
+    # the body runs the rest (big jobs, ETA, prefork).
+    direct = {"Strategy": "worker.celeryapp.direct:strategy"}
+    _register(
+        app, PREDICT_TASK, PredictPayload, predict_earnings, direct_path=DirectPredict, **direct
+    )
+    _register(
+        app, CLASSIFY_TASK, ClassifyPayload, classify_image, direct_path=DirectClassify, **direct
+    )
+    _register(
+        app, CLASSIFY_CHUNK_TASK, ClassifyChunkPayload, classify_images,
+        direct_path=DirectClassifyChunk, **direct,
+    )  # fmt: skip
     _register(app, SCORE_CHUNK_TASK, ScoreChunkPayload, score_chunk_task)
     _register(app, MODEL_INFO_TASK, RegressorInfoPayload, regressor_info)
 

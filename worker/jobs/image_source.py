@@ -1,14 +1,15 @@
 """The image of a classify job: base64 bytes or a file under the image root.
 
 Every way a payload can be wrong ends in one InvalidInput naming the field
-and a code from the bad-input table (docs/contract.md). Decoding runs in the job
-thread, so images are decoded while the runner thread keeps the model busy.
+and a code from the bad-input table (docs/bad-input.md), file system errors
+included: a NUL byte, a name too long, a symlink loop, a file that cannot be read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,23 @@ def _from_base64(text: Any, max_bytes: int) -> bytes:
         ) from None
 
 
+def _path_error(path: str, exc: BaseException) -> InvalidInput:
+    """A path the file system cannot follow, as the job's typed error."""
+    if isinstance(exc, ValueError):  # "embedded null byte"
+        return InvalidInput.single("path", "invalid_path", f"{path!r} holds a NUL byte")
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return InvalidInput.single("path", "invalid_path", f"{path!r}: a symlink loop")
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        message = f"{path[:64]!r}...: a name longer than the file system allows"
+        return InvalidInput.single("path", "invalid_path", message)
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        return InvalidInput.single(
+            "path", "file_not_found", f"{path!r} is not a file under the image root"
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    return InvalidInput.single("path", "unreadable_file", f"{path!r} cannot be read: {reason}")
+
+
 def _from_root(path: Any, root: Path | None, max_bytes: int) -> bytes:
     if not isinstance(path, str) or not path:
         raise InvalidInput.single("path", "not_a_string", "path must be a non-empty string")
@@ -43,6 +61,15 @@ def _from_root(path: Any, root: Path | None, max_bytes: int) -> bytes:
         raise InvalidInput.single(
             "path", "no_image_root", "this worker has no INFERQ_IMAGE_ROOT; send image_b64"
         )
+    try:
+        return _read_under(root, path, max_bytes)
+    except InvalidInput:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # every way a path can be unusable
+        raise _path_error(path, exc) from None
+
+
+def _read_under(root: Path, path: str, max_bytes: int) -> bytes:
     base = root.resolve()
     # resolve() follows symlinks, so a link that leaves the root is caught like "../".
     target = (base / path).resolve()
@@ -54,24 +81,31 @@ def _from_root(path: Any, root: Path | None, max_bytes: int) -> bytes:
         raise InvalidInput.single(
             "path", "file_not_found", f"{path!r} is not a file under the image root"
         )
-    if target.stat().st_size > max_bytes:
+    with target.open("rb") as file:
+        # At most one byte past the limit: a file that grew after a size check is no risk.
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
         raise InvalidInput.single(
             "path", "too_many_bytes", f"{path!r} is larger than {max_bytes} bytes"
         )
-    return target.read_bytes()
+    return data
 
 
-def load_image(image_b64: Any, path: Any, settings: Settings) -> Image.Image:
-    """The job's image as upright RGB, or InvalidInput."""
+def image_bytes(image_b64: Any, path: Any, settings: Settings) -> tuple[str, bytes]:
+    """The job's image file: which field it came from, and its bytes (or InvalidInput)."""
     if (image_b64 is None) == (path is None):
         raise InvalidInput.single(
             "image_b64", "image_source", "give exactly one of image_b64 or path"
         )
-    field = "image_b64" if image_b64 is not None else "path"
     if image_b64 is not None:
-        data = _from_base64(image_b64, settings.max_image_bytes)
-    else:
-        data = _from_root(path, settings.image_root, settings.max_image_bytes)
+        return "image_b64", _from_base64(image_b64, settings.max_image_bytes)
+    return "path", _from_root(path, settings.image_root, settings.max_image_bytes)
+
+
+def load_image(image_b64: Any, path: Any, settings: Settings) -> Image.Image:
+    """The job's image as upright RGB, at full size, or InvalidInput (for callers
+    outside the decode budget: the benchmark's and the tests' own checks)."""
+    field, data = image_bytes(image_b64, path, settings)
     try:
         return decode_image(
             data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels

@@ -63,6 +63,7 @@ class LoadedClassifier:
     version: str
     preprocess: Preprocess
     labels: Labels
+    input_size: int = 224  # the square side the model takes
 
 
 class LabelList:
@@ -207,7 +208,7 @@ def load_classifier(settings: Settings) -> LoadedClassifier:
     check_classifier_shape(model, len(labels), path)
     assert settings.classifier_preprocess is not None
     preprocess = mode_preprocess(settings.classifier_preprocess, size)
-    return LoadedClassifier(model, path.stem, file_version(path), preprocess, labels)
+    return LoadedClassifier(model, path.stem, file_version(path), preprocess, labels, size)
 
 
 def _load_app(settings: Settings) -> LoadedClassifier:
@@ -228,5 +229,5 @@ def _load_app(settings: Settings) -> LoadedClassifier:
             model = constructor(weights="imagenet")
     size = int(model.input_shape[1] or 224)
     return LoadedClassifier(
-        model, name, _weights_hash(model), app_preprocess(name, size), ClassIndex.load()
+        model, name, _weights_hash(model), app_preprocess(name, size), ClassIndex.load(), size
     )

@@ -12,6 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from inferq.core.images import source_short_side
 from inferq.core.modelfile import RegressorMeta, file_version, read_meta
 from inferq.core.processes import announce
 from inferq.core.rows import RowValidator
@@ -49,6 +50,7 @@ class ServedClassifier(ServedModel):
     preprocess: Preprocess
     labels: Labels
     settings: Settings  # image root and size limits
+    min_short_side: int  # JPEGs decode at a reduced size that keeps at least this
 
 
 def check_files(settings: Settings, kinds: set[str]) -> None:
@@ -162,6 +164,7 @@ class ModelRegistry:
         return ServedClassifier(
             "classifier", loaded.name, loaded.version, forward, runner,
             settings.inference_timeout_s, loaded.preprocess, loaded.labels, settings,
+            source_short_side(loaded.input_size),
         )  # fmt: skip
 
 

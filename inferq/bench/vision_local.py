@@ -1,0 +1,89 @@
+"""The two in-process sides of `inferq bench vision`: (s) the script a user would write
+instead of the queue, and (r) the raw model on tensors already preprocessed.
+
+Both use the model file the worker serves, through the same compiled function per
+batch size (worker.engine.forward), so the comparison is about everything around
+the model. (s) is a fixed baseline: a full Pillow decode (no reduced-size JPEG
+decoding), EXIF orientation applied, the classifier's own crop, resize and scaling,
+decoding on a thread pool of one thread per core while the main thread runs the
+batches; the model's threads share the same cores, as the worker's do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from inferq.core.settings import Settings
+from worker.engine.forward import KerasForward
+from worker.engine.runner import bucket_for, bucket_sizes_for
+from worker.loading.classifier import LoadedClassifier, load_classifier
+
+
+class LocalModel:
+    """The served classifier's file in this process, one compiled function per bucket."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.loaded: LoadedClassifier = load_classifier(settings)
+        self.batch_size = settings.vision_max_batch_size
+        loaded = self.loaded
+        sizes = bucket_sizes_for(self.batch_size)
+        self.forward = KerasForward(loaded.keras_model, loaded.name, loaded.version, sizes)
+
+    def run(self, batch: list[np.ndarray]) -> np.ndarray:
+        """Probabilities for up to one batch of preprocessed images (padded as the runner pads)."""
+        x = np.stack(batch).astype(np.float32)
+        padded = bucket_for(len(x), self.forward.bucket_sizes)
+        if padded > len(x):
+            x = np.concatenate([x, np.zeros((padded - len(x), *x.shape[1:]), np.float32)])
+        return self.forward.forward(x)[: len(batch)]
+
+    def script_load(self, path: Path) -> np.ndarray:
+        """What a plain script does with one file: full decode, upright, RGB, preprocess."""
+        with Image.open(path) as img:
+            upright = ImageOps.exif_transpose(img) or img
+            return self.loaded.preprocess(upright.convert("RGB"))
+
+
+def _batches(items: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def script_run(model: LocalModel, files: Sequence[Path]) -> dict[str, Any]:
+    """(s): the files decoded on a thread pool, run in batches; images/s and top-1 indices.
+    ``pool.map`` submits every file at once, so decoding runs ahead of the model."""
+    threads = len(os.sched_getaffinity(0))
+    top1: list[int] = []
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for batch in _batches(pool.map(model.script_load, files), model.batch_size):
+            top1.extend(int(i) for i in np.argmax(model.run(batch), axis=1))
+    return {"images_per_s": len(files) / (time.perf_counter() - started), "top1": top1}
+
+
+def raw_run(model: LocalModel, files: Sequence[Path], images: int) -> float:
+    """(r): images/s of the model alone on full batches of preprocessed tensors."""
+    batch = [model.script_load(files[i % len(files)]) for i in range(model.batch_size)]
+    model.run(batch)  # warm
+    passes = max(1, -(-images // model.batch_size))
+    started = time.perf_counter()
+    for _ in range(passes):
+        model.run(batch)
+    return passes * model.batch_size / (time.perf_counter() - started)
+
+
+def cpu_ms_per_image(files: Sequence[Path], load: Any) -> float:
+    """CPU milliseconds per image of ``load`` (decode + preprocess), one thread, this process."""
+    started = time.process_time()
+    for path in files:
+        load(path)
+    return (time.process_time() - started) * 1000 / len(files)
