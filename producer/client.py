@@ -23,8 +23,20 @@ from kombu.exceptions import OperationalError
 
 from inferq.core.celery_config import celery_config
 from inferq.core.chunks import encode_matrix, task_id_of
-from inferq.core.constants import CLASSIFY_TASK, MODEL_INFO_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
-from inferq.core.contract import ClassifyResult, PredictResult, RegressorInfo, ScoreChunkResult
+from inferq.core.constants import (
+    CLASSIFY_CHUNK_TASK,
+    CLASSIFY_TASK,
+    MODEL_INFO_TASK,
+    PREDICT_TASK,
+    SCORE_CHUNK_TASK,
+)
+from inferq.core.contract import (
+    ClassifyChunkResult,
+    ClassifyResult,
+    PredictResult,
+    RegressorInfo,
+    ScoreChunkResult,
+)
 from inferq.core.processes import Managed
 from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable, InferqError, JobTimeout
@@ -114,6 +126,17 @@ class Client(Managed):
             kwargs["path"] = path
         queue = self.settings.vision_queue
         return self._send(CLASSIFY_TASK, kwargs, queue, 1, ClassifyResult, expires_s)
+
+    def submit_images(
+        self, images: list[bytes], *, top_k: int = 5, expires_s: float | None = None
+    ) -> Handle[ClassifyChunkResult]:
+        """Send many images as one classify_images job (bulk: one message, one result,
+        each image answered in the result with its labels or its own error)."""
+        items = [{"image_b64": base64.b64encode(data).decode("ascii")} for data in images]
+        kwargs = {"images": items, "top_k": top_k}
+        queue = self.settings.vision_queue
+        size = len(images)
+        return self._send(CLASSIFY_CHUNK_TASK, kwargs, queue, size, ClassifyChunkResult, expires_s)
 
     def submit_chunk(
         self, chunk_id: str, features: list[str], x: np.ndarray

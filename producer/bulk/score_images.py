@@ -1,11 +1,13 @@
 """`inferq score-images`: a directory (walked recursively) or a manifest of image
 paths through the vision workers, one JSON line per image, in a stable order.
 
-Images go as ordinary classify jobs (bytes read here, so workers need no shared
-file system). They are grouped in chunks only for back-pressure and resume: a
-chunk's lines are written once all its images are answered, as a part file
-(producer.bulk.sinks), so a killed run resumed with ``resume=True`` classifies
-only the chunks that are missing.
+A chunk of images travels as one ``classify_images`` message (bytes read here, so
+workers need no shared file system): at most ``chunk_images`` images and, past the
+first, ``chunk_bytes`` of files. One message and one result per chunk instead of
+per image is what lets a bulk run go as fast as a script in the worker's process
+(docs/benchmarks.md). A chunk's lines are written once it is answered, as a part
+file (producer.bulk.sinks), so a killed run resumed with ``resume=True``
+classifies only the chunks that are missing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inferq.core.contract import ClassifyResult
+from inferq.core.contract import ClassifyChunkResult, ImageOutcome, JobError
 from inferq.errors import InferqError
 from producer.bulk.formats import FormatError
 from producer.bulk.report import Progress, Summary
@@ -32,8 +34,9 @@ from producer.handles import Handle
 # written), so that --resume tries it again.
 RETRYABLE = frozenset({"timeout", "worker_error", "model_unavailable", "inference_failed"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-Outcome = Handle[ClassifyResult] | InferqError
-_Submitted = tuple[int, list[tuple[str, Outcome]]]  # a chunk's index and its images' jobs
+# A chunk's one job (None if no file could be read), and each image's index in that
+# job, or the error it met here.
+_Submitted = tuple[Handle[ClassifyChunkResult] | None, list[tuple[str, int | InferqError]]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class ImageOptions:
     top_k: int = 5
     timeout_s: float = 600.0
     resume: bool = False
+    # Files per message, at most (one image may be larger): 24 MiB of phone photos is
+    # eight of them, 32 MB of base64 in Redis per chunk in flight.
+    chunk_bytes: int = 24 * 2**20
 
 
 def list_images(source: Path) -> list[tuple[str, Path]]:
@@ -57,16 +63,27 @@ def list_images(source: Path) -> list[tuple[str, Path]]:
     return [(line, source.parent / line) for line in lines if line and not line.startswith("#")]
 
 
-def listing_digest(images: list[tuple[str, Path]]) -> str:
-    """Names, sizes and modification times: a changed image set gives other chunk ids."""
-    digest = hashlib.sha256()
+def listing_digest(images: list[tuple[str, Path]], chunk_bytes: int) -> str:
+    """Names, sizes and modification times, and the chunk byte limit: a changed image
+    set (or chunking) gives other chunk ids."""
+    digest = hashlib.sha256(f"chunk_bytes={chunk_bytes}\n".encode())
     for name, path in images:
-        try:
-            stat = path.stat()
-            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{name}\0missing\n".encode())
+        digest.update(f"{name}\0{_size(path)}\0{_mtime_ns(path)}\n".encode())
     return digest.hexdigest()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 def score_images(
@@ -74,19 +91,22 @@ def score_images(
 ) -> Summary:
     images = list_images(source)
     started = time.monotonic()
-    manifest = Manifest(listing_digest(images), options.chunk_images, "jsonl", "classifier")
+    manifest = Manifest(
+        listing_digest(images, options.chunk_bytes), options.chunk_images, "jsonl", "classifier"
+    )
     sink = ResumableSink(output, manifest, resume=options.resume)
     progress = Progress(len(images), "images", every_s=every_s)
     summary = Summary(output, unit="images")
     finish = functools.partial(_finish, sink, summary, progress, options.timeout_s)
-    window: Window[_Submitted] = Window(options.in_flight, finish)
-    chunks = list(_chunks(images, options.chunk_images))
+    window: Window[tuple[int, _Submitted]] = Window(options.in_flight, finish)
+    most = min(options.chunk_images, client.settings.max_chunk_images)
+    chunks = list(chunk_images(images, most, options.chunk_bytes))
     try:
         for index, chunk in enumerate(chunks):
             if sink.done(index):
                 _count(summary, progress, *sink.counts(index))
                 continue
-            window.add((index, [(name, _submit(client, path, options)) for name, path in chunk]))
+            window.add((index, _submit(client, chunk, options.top_k)))
         window.drain()
     finally:
         progress.close()
@@ -97,16 +117,37 @@ def score_images(
     return summary
 
 
-def _chunks(images: list[tuple[str, Path]], size: int) -> Iterator[list[tuple[str, Path]]]:
-    for start in range(0, len(images), size):
-        yield images[start : start + size]
+def chunk_images(
+    images: list[tuple[str, Path]], most: int, max_bytes: int
+) -> Iterator[list[tuple[str, Path]]]:
+    """Consecutive images, at most ``most`` a chunk and, past its first image, at most
+    ``max_bytes`` of files (sizes as listed: the same chunks on a resumed run)."""
+    chunk: list[tuple[str, Path]] = []
+    size = 0
+    for name, path in images:
+        nbytes = max(_size(path), 0)
+        if chunk and (len(chunk) >= most or size + nbytes > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((name, path))
+        size += nbytes
+    if chunk:
+        yield chunk
 
 
-def _submit(client: Client, path: Path, options: ImageOptions) -> Outcome:
-    try:
-        return client.submit_image(path.read_bytes(), top_k=options.top_k)
-    except OSError as exc:
-        return InferqError({"code": "unreadable_file", "message": f"{path}: {exc.strerror}"})
+def _submit(client: Client, chunk: list[tuple[str, Path]], top_k: int) -> _Submitted:
+    """One classify_images message for the chunk's readable files; the rest fail here."""
+    read: list[bytes] = []
+    outcomes: list[tuple[str, int | InferqError]] = []
+    for name, path in chunk:
+        try:
+            read.append(path.read_bytes())
+            outcomes.append((name, len(read) - 1))
+        except OSError as exc:
+            error = {"code": "unreadable_file", "message": f"{path}: {exc.strerror}"}
+            outcomes.append((name, InferqError(error)))
+    handle = client.submit_images(read, top_k=top_k) if read else None
+    return handle, outcomes
 
 
 def _finish(
@@ -114,31 +155,47 @@ def _finish(
     summary: Summary,
     progress: Progress,
     timeout_s: float,
-    submitted: _Submitted,
+    submitted: tuple[int, _Submitted],
 ) -> None:
-    index, chunk = submitted
-    lines, failed = [], 0
-    first_errors = []
-    for name, outcome in chunk:
-        record: dict[str, Any] = {"path": name, "labels": None, "model": None, "error": None}
+    index, (handle, outcomes) = submitted
+    results: list[ImageOutcome] = []
+    model = None
+    if handle is not None:
         try:
-            if isinstance(outcome, InferqError):
-                raise outcome
-            result = outcome.wait(timeout_s)
-            record["labels"] = [label.model_dump() for label in result.labels]
-            record["model"] = result.model.model_dump()
+            answer = handle.wait(timeout_s)
+            results, model = answer.results, answer.model.model_dump()
         except InferqError as exc:
             if exc.info.get("code") in RETRYABLE:
                 summary.unscored_chunks += 1
                 summary.first_chunk_error = summary.first_chunk_error or str(exc)
                 return
-            failed += 1
-            record["error"] = f"{exc.info.get('code')}: {exc.message}"
+            error = JobError(code=str(exc.info.get("code")), message=exc.message)
+            results = [ImageOutcome(labels=None, error=error)] * handle.rows
+    lines, first_errors = [], []
+    for name, outcome in outcomes:
+        record = _record(name, outcome if isinstance(outcome, InferqError) else results[outcome])
+        if record["labels"] is not None:
+            record["model"] = model
+        else:
             first_errors.append(f"{name}: {record['error']}")
         lines.append(json.dumps(record, separators=(",", ":")) + "\n")
+    failed = len(first_errors)
     summary.first_row_errors.extend(first_errors[: 5 - len(summary.first_row_errors)])
-    sink.write(index, "".join(lines).encode(), len(chunk) - failed, failed)
-    _count(summary, progress, len(chunk) - failed, failed)
+    sink.write(index, "".join(lines).encode(), len(outcomes) - failed, failed)
+    _count(summary, progress, len(outcomes) - failed, failed)
+
+
+def _record(name: str, outcome: ImageOutcome | InferqError) -> dict[str, Any]:
+    """One output line: labels, or ``error`` as "code: message" (as a stream job's)."""
+    record: dict[str, Any] = {"path": name, "labels": None, "model": None, "error": None}
+    if isinstance(outcome, InferqError):
+        record["error"] = f"{outcome.info.get('code')}: {outcome.message}"
+    elif outcome.error is not None or outcome.labels is None:
+        error = outcome.error or JobError(code="internal_error", message="no labels, no error")
+        record["error"] = f"{error.code}: {error.message}"
+    else:
+        record["labels"] = [label.model_dump() for label in outcome.labels]
+    return record
 
 
 def _count(summary: Summary, progress: Progress, ok: int, failed: int) -> None:
