@@ -89,13 +89,15 @@ def vision(sizes: Sizes, env: dict[str, str]) -> dict[str, Any]:
         # Two batches held: one running, one filling (more only waits in prefetch).
         "INFERQ_JOB_SLOTS": str(2 * sizes.vision_batch),
     }
-    result = run_bench("vision", ["--images", str(sizes.images)], env)
-    print(
-        f"vision: {result['images']} images, batch {result['batch_size']} "
-        f"(mean {result['mean_batch_images']}): end to end {result['e2e_images_per_s']} "
-        f"images/s, raw model {result['raw_images_per_s']} images/s, "
-        f"ratio {result['ratio_to_raw']}, p50 {result['p50_ms']} ms, failed {result['failed']}"
-    )
+    counts = ["--imagenet-images", str(sizes.images), "--phone-images", str(sizes.images // 8)]
+    result = run_bench("vision", counts, env)
+    for name, figures in result["sets"].items():
+        print(
+            f"vision {name}: {result['images'][name]} images, batch {result['batch_size']}: "
+            f"bulk {figures['bulk_images_per_s']}, stream {figures['stream_images_per_s']}, "
+            f"script {figures['script_images_per_s']}, raw model {figures['raw_images_per_s']} "
+            f"images/s; stream / raw {figures['stream_to_raw']}, failed {figures['failed']}"
+        )
     return result
 
 

@@ -1,81 +1,176 @@
-"""`inferq bench vision`: images through one vision worker vs the raw model.
+"""`inferq bench vision`: is sending images through a worker slower than the script a
+user would write instead?
 
-(a) end to end: N classify jobs (JPEG bytes, base64) enqueued from one client,
-labels read back from the result backend; decoding included. (b) raw: the same
-model file, in this process, through the same compiled function at the same
-batch size, on the same images already decoded and preprocessed. The worker is
-stopped before (b) so the two do not share the CPU.
+On two image sets side by side (inferq.bench.imagesets: ImageNet-size ~500x375
+JPEGs and 12-megapixel phone photos, made from the shipped samples), in one run:
+
+* (b) bulk: `score-images`' own code (producer.bulk.score_images) through one vision
+  worker, chunks of images in one message each;
+* (a) stream: one `classify_image` job per image (base64), all sent by one client;
+* then, with the worker stopped so that nothing shares the cores:
+* (s) the straightforward in-process script (inferq.bench.vision_local): full
+  Pillow decode on a thread pool, the same crop, resize, scaling and model;
+* (r) the raw model on preprocessed tensors, for reference;
+* CPU milliseconds per image: decoding (the worker's reduced-size decode and the
+  script's full one, one thread), the model, and what the worker, the client and
+  Redis spend besides (message handling), from /proc and the process's own clock.
 """
 
 from __future__ import annotations
 
 import base64
-import math
+import functools
+import os
+import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from inferq.bench.phases import bench_app, log, run_phase
+from inferq.bench.imagesets import ensure_set
+from inferq.bench.phases import bench_app, cpu_seconds, log, run_phase
 from inferq.core.constants import CLASSIFY_TASK
 from inferq.core.settings import Settings
-from inferq.data import SAMPLE_IMAGES, sample_image
-from inferq.ops.redis_server import redis_url_or_own
+from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
+from producer.bulk.score_images import ImageOptions, score_images
+from producer.client import Client
 
 WARMUP_IMAGES = 32
 
 
-def _jobs(n: int) -> list[dict[str, Any]]:
-    images = [base64.b64encode(sample_image(name).read_bytes()).decode() for name in SAMPLE_IMAGES]
-    return [{"image_b64": images[i % len(images)], "top_k": 5} for i in range(n)]
+class _Cpu:
+    """CPU seconds of the worker, Redis and this process (the client) over a phase."""
+
+    def __init__(self, worker_pid: int, redis_pid: int | None) -> None:
+        self.pids = {"worker": worker_pid, "redis": redis_pid}
+
+    def __enter__(self) -> _Cpu:
+        self.before = self._now()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.spent = {k: v - self.before[k] for k, v in self._now().items()}
+
+    def _now(self) -> dict[str, float]:
+        now = {k: cpu_seconds(pid) or 0.0 for k, pid in self.pids.items()}
+        return {**now, "client": time.process_time()}
+
+    def ms_per_image(self, images: int) -> dict[str, float]:
+        return {k: round(v * 1000 / images, 2) for k, v in self.spent.items()}
 
 
-def raw_images_per_s(settings: Settings, n: int) -> float:
-    """The model alone: preprocessed batches through its compiled function."""
-    from worker.engine.forward import KerasForward
-    from worker.engine.runner import bucket_sizes_for
-    from worker.jobs.image_source import load_image
-    from worker.loading.classifier import load_classifier
-
-    loaded = load_classifier(settings)
-    size = settings.vision_max_batch_size
-    forward = KerasForward(loaded.keras_model, loaded.name, loaded.version, bucket_sizes_for(size))
-    inputs = [loaded.preprocess(load_image(j["image_b64"], None, settings)) for j in _jobs(size)]
-    batch = np.stack(inputs).astype(np.float32)
-    forward.forward(batch)  # warm
-    passes = math.ceil(n / size)
-    started = time.perf_counter()
-    for _ in range(passes):
-        forward.forward(batch)
-    return passes * size / (time.perf_counter() - started)
+def _bulk(client: Client, files: Sequence[Path], folder: Path) -> dict[str, Any]:
+    """(b): score-images' code on a folder of the files; rate from its own summary."""
+    source = folder / "in"
+    source.mkdir()
+    for path in files:
+        (source / path.name).symlink_to(path)
+    summary = score_images(client, source, folder / "labels.jsonl", ImageOptions(), every_s=1e9)
+    return {"images_per_s": round(summary.ok / summary.seconds, 1), "failed": summary.failed}
 
 
-def run_vision_bench(settings: Settings, *, images: int) -> dict[str, Any]:
+def _stream(app: Any, queue: str, files: Sequence[Path]) -> dict[str, Any]:
+    """(a): one classify_image job per image, all sent by one client."""
+    jobs = [{"image_b64": base64.b64encode(p.read_bytes()).decode(), "top_k": 5} for p in files]
+    phase = run_phase(app, CLASSIFY_TASK, queue, jobs)
+    return {
+        "images_per_s": phase["jobs_per_s"],
+        "failed": phase["failed"],
+        "p50_ms": phase["p50_ms"],
+    }
+
+
+def _measured(phase: Callable[[], dict[str, Any]], cpu: _Cpu, images: int) -> dict[str, Any]:
+    with cpu:
+        result = phase()
+    return {**result, "cpu_ms_per_image": cpu.ms_per_image(images)}
+
+
+def _through_worker(settings: Settings, sets: dict[str, list[Path]]) -> dict[str, Any]:
     queue = f"bench-{uuid.uuid4().hex[:8]}-vision"
     env = {"INFERQ_VISION_QUEUE": queue, "INFERQ_MODELS_DIR": str(settings.models_dir.resolve())}
-    jobs = _jobs(images)
-    with redis_url_or_own(settings.redis_url) as url:
-        app = bench_app(settings, url)
-        with WorkerProcess(url, ("vision",), env=env, args=["--loglevel", "WARNING"]) as worker:
+    out: dict[str, Any] = {}
+    with RedisServer() as redis, tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
+        ours = settings.model_copy(update={"redis_url": redis.url, "vision_queue": queue})
+        app = bench_app(ours, redis.url)
+        args = ["--loglevel", "WARNING"]
+        with WorkerProcess(redis.url, ("vision",), env=env, args=args) as worker, Client(ours) as c:
+            redis_pid = redis.process.pid if redis.process else None
+            cpu = _Cpu(worker.pid, redis_pid)
             log(f"vision worker ready (pid {worker.pid}); warming up")
-            run_phase(app, CLASSIFY_TASK, queue, jobs[:WARMUP_IMAGES])
-            log(f"(a) {images} classify_image jobs end to end")
-            e2e = run_phase(app, CLASSIFY_TASK, queue, jobs, worker.pid)
+            warm = sets["imagenet"][:WARMUP_IMAGES]
+            _bulk(c, warm, Path(tempfile.mkdtemp(dir=tmp)))
+            _stream(app, queue, warm)
+            for name, files in sets.items():
+                log(f"{name}: (b) score-images, {len(files)} images")
+                folder = Path(tempfile.mkdtemp(dir=tmp))
+                bulk = _measured(functools.partial(_bulk, c, files, folder), cpu, len(files))
+                log(f"{name}: (a) {len(files)} classify_image jobs")
+                stream = _measured(functools.partial(_stream, app, queue, files), cpu, len(files))
+                out[name] = {"bulk": bulk, "stream": stream}
         app.close()
-    log(f"(b) the raw model in process on {images} images")
-    raw = raw_images_per_s(settings, images)
+    return out
+
+
+def _in_process(settings: Settings, sets: dict[str, list[Path]]) -> dict[str, Any]:
+    from inferq.bench.vision_local import (
+        LocalModel,
+        cpu_ms_per_image,
+        raw_run,
+        script_run,
+        worker_decode,
+    )
+
+    model = LocalModel(settings)
+    script_run(model, sets["imagenet"][:WARMUP_IMAGES])
+    out: dict[str, Any] = {}
+    for name, files in sets.items():
+        log(f"{name}: (s) the in-process script, (r) the raw model")
+        script = script_run(model, files)
+        started = time.process_time()
+        raw = raw_run(model, files, 512)
+        model_ms = (time.process_time() - started) * 1000 / (512 + model.batch_size)
+        out[name] = {
+            "script_images_per_s": round(script["images_per_s"], 1),
+            "raw_images_per_s": round(raw, 1),
+            "decode_cpu_ms": round(cpu_ms_per_image(files, worker_decode(model, settings)), 2),
+            "script_decode_cpu_ms": round(cpu_ms_per_image(files, model.script_load), 2),
+            "model_cpu_ms": round(model_ms, 2),
+        }
+    return out
+
+
+def _figures(worker: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
+    bulk, stream = worker["bulk"], worker["stream"]
+    script = local["script_images_per_s"]
+    own = local["decode_cpu_ms"] + local["model_cpu_ms"]
     return {
-        "images": images,
-        "e2e_images_per_s": e2e["jobs_per_s"],
-        "raw_images_per_s": round(raw, 1),
-        "ratio_to_raw": round(e2e["jobs_per_s"] / raw, 3),
+        **local,
+        "bulk_images_per_s": bulk["images_per_s"],
+        "stream_images_per_s": stream["images_per_s"],
+        "bulk_to_script": round(bulk["images_per_s"] / script, 3),
+        "stream_to_script": round(stream["images_per_s"] / script, 3),
+        "stream_to_raw": round(stream["images_per_s"] / local["raw_images_per_s"], 3),
+        "bulk_cpu_ms_per_image": bulk["cpu_ms_per_image"],
+        "stream_cpu_ms_per_image": stream["cpu_ms_per_image"],
+        "bulk_message_cpu_ms": round(bulk["cpu_ms_per_image"]["worker"] - own, 2),
+        "stream_message_cpu_ms": round(stream["cpu_ms_per_image"]["worker"] - own, 2),
+        "stream_p50_ms": stream["p50_ms"],
+        "failed": bulk["failed"] + stream["failed"],
+    }
+
+
+def run_vision_bench(settings: Settings, *, imagenet: int, phone: int) -> dict[str, Any]:
+    log("making the image sets (cached after the first run)")
+    sets = {"imagenet": ensure_set("imagenet", imagenet), "phone": ensure_set("phone", phone)}
+    worker = _through_worker(settings, sets)
+    local = _in_process(settings, sets)
+    return {
+        "sets": {name: _figures(worker[name], local[name]) for name in sets},
+        "images": {name: len(files) for name, files in sets.items()},
         "batch_size": settings.vision_max_batch_size,
-        "mean_batch_images": e2e["mean_batch_rows"],
-        "worker_cpu_ms_per_image": e2e["worker_cpu_ms_per_job"],
-        "p50_ms": e2e["p50_ms"],
-        "p99_ms": e2e["p99_ms"],
-        "failed": e2e["failed"],
         "model": settings.classifier,
+        "cores": len(os.sched_getaffinity(0)),
     }

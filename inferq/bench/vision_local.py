@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from inferq.core.images import source_short_side
 from inferq.core.settings import Settings
 from worker.engine.forward import KerasForward
 from worker.engine.runner import bucket_for, bucket_sizes_for
+from worker.jobs.decoding import DecodeBudget, decode_input
 from worker.loading.classifier import LoadedClassifier, load_classifier
 
 
@@ -51,6 +53,18 @@ class LocalModel:
         with Image.open(path) as img:
             upright = ImageOps.exif_transpose(img) or img
             return self.loaded.preprocess(upright.convert("RGB"))
+
+
+def worker_decode(model: LocalModel, settings: Settings) -> Callable[[Path], np.ndarray]:
+    """What a worker does with one file's bytes: its decode, reduced-size for JPEGs."""
+    budget = DecodeBudget(settings.decode_budget_mb * 2**20)
+    short = source_short_side(model.loaded.input_size)
+    preprocess = model.loaded.preprocess
+
+    def load(path: Path) -> np.ndarray:
+        return decode_input(path.read_bytes(), settings, short, preprocess, budget)
+
+    return load
 
 
 def _batches(items: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

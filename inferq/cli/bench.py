@@ -28,14 +28,17 @@ def bench() -> None:
 
 
 @bench.command("vision")
-@click.option("--images", default=512, show_default=True)
+@click.option("--imagenet-images", default=400, show_default=True, type=click.IntRange(1))
+@click.option("--phone-images", default=48, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
-def bench_vision(images: int, as_json: bool, out: Path | None) -> None:
-    """Images/s through one vision worker vs the raw compiled model at the same batch size."""
+def bench_vision(imagenet_images: int, phone_images: int, as_json: bool, out: Path | None) -> None:
+    """ImageNet-size and phone-size JPEGs through one vision worker (bulk and stream) vs
+    the in-process script a user would write, and the raw model."""
     from inferq.bench.vision import run_vision_bench
 
-    _emit(run_vision_bench(load_settings(), images=images), as_json, out)
+    result = run_vision_bench(load_settings(), imagenet=imagenet_images, phone=phone_images)
+    _emit(result, as_json, out)
 
 
 @bench.command("bulk")

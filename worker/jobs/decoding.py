@@ -25,8 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from inferq.core.images import ImageError, decode_bytes_needed, finish_decode, open_image
+from inferq.core.settings import Settings
 from inferq.errors import InvalidInput
 from worker.engine.runner import BatchOutput
+from worker.loading.classifier import Preprocess
 from worker.loading.registry import ServedClassifier
 
 # A decode task of the stage: the future of its image's forward pass, or None.
@@ -65,22 +67,33 @@ def model_input(
 ) -> np.ndarray:
     """One image's bytes as the model's input (float32), decoded within the budget;
     InvalidInput naming ``field`` if the bytes are no usable image."""
-    settings = served.settings
     try:
-        img = open_image(
-            data,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            min_short_side=served.min_short_side,
-        )
-        with budget.hold(decode_bytes_needed(img)):
-            rgb = finish_decode(img)
-            try:
-                return np.asarray(served.preprocess(rgb), dtype=np.float32)
-            finally:
-                rgb.close()
+        return decode_input(data, served.settings, served.min_short_side, served.preprocess, budget)
     except ImageError as exc:
         raise InvalidInput.single(field, exc.code, exc.message) from None
+
+
+def decode_input(
+    data: bytes,
+    settings: Settings,
+    min_short_side: int | None,
+    preprocess: Preprocess,
+    budget: DecodeBudget,
+) -> np.ndarray:
+    """Bytes to model input: the header read, memory reserved, decoded (JPEGs at the
+    reduced size), preprocessed; ImageError if the bytes are no usable image."""
+    img = open_image(
+        data,
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        min_short_side=min_short_side,
+    )
+    with budget.hold(decode_bytes_needed(img)):
+        rgb = finish_decode(img)
+        try:
+            return np.asarray(preprocess(rgb), dtype=np.float32)
+        finally:
+            rgb.close()
 
 
 class DecodeStage:
