@@ -128,11 +128,17 @@ class Client(Managed):
         return self._send(CLASSIFY_TASK, kwargs, queue, 1, ClassifyResult, expires_s)
 
     def submit_images(
-        self, images: list[bytes], *, top_k: int = 5, expires_s: float | None = None
+        self, images: list[bytes | str], *, top_k: int = 5, expires_s: float | None = None
     ) -> Handle[ClassifyChunkResult]:
         """Send many images as one classify_images job (bulk: one message, one result,
-        each image answered in the result with its labels or its own error)."""
-        items = [{"image_b64": base64.b64encode(data).decode("ascii")} for data in images]
+        each image answered in the result with its labels or its own error): file bytes,
+        or (a str) a path under the worker's INFERQ_IMAGE_ROOT."""
+        items = [
+            {"path": image}
+            if isinstance(image, str)
+            else {"image_b64": base64.b64encode(image).decode("ascii")}
+            for image in images
+        ]
         kwargs = {"images": items, "top_k": top_k}
         queue = self.settings.vision_queue
         size = len(images)

@@ -5,7 +5,8 @@ On two image sets side by side (inferq.bench.imagesets: ImageNet-size ~500x375
 JPEGs and 12-megapixel phone photos, made from the shipped samples), in one run:
 
 * (b) bulk: `score-images`' own code (producer.bulk.score_images) through one vision
-  worker, chunks of images in one message each;
+  worker, chunks of images in one message each; then again with the files sent as
+  paths under the worker's image root (`--worker-root`: a shared file system);
 * (a) stream: one `classify_image` job per image (base64), all sent by one client;
 * then, with the worker stopped so that nothing shares the cores:
 * (s) the straightforward in-process script (inferq.bench.vision_local): full
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from inferq.bench.imagesets import ensure_set
+from inferq.bench.imagesets import default_cache, ensure_set
 from inferq.bench.phases import bench_app, cpu_seconds, log, run_phase
 from inferq.core.constants import CLASSIFY_TASK
 from inferq.core.settings import Settings
@@ -61,13 +62,16 @@ class _Cpu:
         return {k: round(v * 1000 / images, 2) for k, v in self.spent.items()}
 
 
-def _bulk(client: Client, files: Sequence[Path], folder: Path) -> dict[str, Any]:
-    """(b): score-images' code on a folder of the files; rate from its own summary."""
-    source = folder / "in"
-    source.mkdir()
+def _bulk(
+    client: Client, files: Sequence[Path], folder: Path, worker_root: Path | None = None
+) -> dict[str, Any]:
+    """(b): score-images' code on a folder of the files; rate from its own summary. With
+    ``worker_root`` the files go as paths under the worker's image root, not as bytes."""
+    source = Path(tempfile.mkdtemp(dir=folder))
     for path in files:
         (source / path.name).symlink_to(path)
-    summary = score_images(client, source, folder / "labels.jsonl", ImageOptions(), every_s=1e9)
+    options = ImageOptions(worker_root=worker_root)
+    summary = score_images(client, source, source / "labels.jsonl", options, every_s=1e9)
     return {"images_per_s": round(summary.ok / summary.seconds, 1), "failed": summary.failed}
 
 
@@ -90,7 +94,12 @@ def _measured(phase: Callable[[], dict[str, Any]], cpu: _Cpu, images: int) -> di
 
 def _through_worker(settings: Settings, sets: dict[str, list[Path]]) -> dict[str, Any]:
     queue = f"bench-{uuid.uuid4().hex[:8]}-vision"
-    env = {"INFERQ_VISION_QUEUE": queue, "INFERQ_MODELS_DIR": str(settings.models_dir.resolve())}
+    root = default_cache()  # where the image sets are: the worker may read them as paths
+    env = {
+        "INFERQ_VISION_QUEUE": queue,
+        "INFERQ_MODELS_DIR": str(settings.models_dir.resolve()),
+        "INFERQ_IMAGE_ROOT": str(root),
+    }
     out: dict[str, Any] = {}
     with RedisServer() as redis, tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
         ours = settings.model_copy(update={"redis_url": redis.url, "vision_queue": queue})
@@ -101,15 +110,16 @@ def _through_worker(settings: Settings, sets: dict[str, list[Path]]) -> dict[str
             cpu = _Cpu(worker.pid, redis_pid)
             log(f"vision worker ready (pid {worker.pid}); warming up")
             warm = sets["imagenet"][:WARMUP_IMAGES]
-            _bulk(c, warm, Path(tempfile.mkdtemp(dir=tmp)))
+            _bulk(c, warm, Path(tmp))
             _stream(app, queue, warm)
             for name, files in sets.items():
-                log(f"{name}: (b) score-images, {len(files)} images")
-                folder = Path(tempfile.mkdtemp(dir=tmp))
-                bulk = _measured(functools.partial(_bulk, c, files, folder), cpu, len(files))
-                log(f"{name}: (a) {len(files)} classify_image jobs")
-                stream = _measured(functools.partial(_stream, app, queue, files), cpu, len(files))
-                out[name] = {"bulk": bulk, "stream": stream}
+                n = len(files)
+                log(f"{name}: (b) score-images, {n} images; then as paths under the image root")
+                bulk = _measured(functools.partial(_bulk, c, files, Path(tmp)), cpu, n)
+                paths = _measured(functools.partial(_bulk, c, files, Path(tmp), root), cpu, n)
+                log(f"{name}: (a) {n} classify_image jobs")
+                stream = _measured(functools.partial(_stream, app, queue, files), cpu, n)
+                out[name] = {"bulk": bulk, "bulk_paths": paths, "stream": stream}
         app.close()
     return out
 
@@ -118,6 +128,7 @@ def _in_process(settings: Settings, sets: dict[str, list[Path]]) -> dict[str, An
     from inferq.bench.vision_local import (
         LocalModel,
         cpu_ms_per_image,
+        decode_agreement,
         raw_run,
         script_run,
         worker_decode,
@@ -138,6 +149,7 @@ def _in_process(settings: Settings, sets: dict[str, list[Path]]) -> dict[str, An
             "decode_cpu_ms": round(cpu_ms_per_image(files, worker_decode(model, settings)), 2),
             "script_decode_cpu_ms": round(cpu_ms_per_image(files, model.script_load), 2),
             "model_cpu_ms": round(model_ms, 2),
+            "reduced_decode_agreement": decode_agreement(model, settings, files),
         }
     return out
 
@@ -149,16 +161,19 @@ def _figures(worker: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
     return {
         **local,
         "bulk_images_per_s": bulk["images_per_s"],
+        "bulk_paths_images_per_s": worker["bulk_paths"]["images_per_s"],
         "stream_images_per_s": stream["images_per_s"],
         "bulk_to_script": round(bulk["images_per_s"] / script, 3),
+        "bulk_paths_to_script": round(worker["bulk_paths"]["images_per_s"] / script, 3),
         "stream_to_script": round(stream["images_per_s"] / script, 3),
         "stream_to_raw": round(stream["images_per_s"] / local["raw_images_per_s"], 3),
         "bulk_cpu_ms_per_image": bulk["cpu_ms_per_image"],
+        "bulk_paths_cpu_ms_per_image": worker["bulk_paths"]["cpu_ms_per_image"],
         "stream_cpu_ms_per_image": stream["cpu_ms_per_image"],
         "bulk_message_cpu_ms": round(bulk["cpu_ms_per_image"]["worker"] - own, 2),
         "stream_message_cpu_ms": round(stream["cpu_ms_per_image"]["worker"] - own, 2),
         "stream_p50_ms": stream["p50_ms"],
-        "failed": bulk["failed"] + stream["failed"],
+        "failed": bulk["failed"] + worker["bulk_paths"]["failed"] + stream["failed"],
     }
 
 

@@ -101,3 +101,30 @@ def cpu_ms_per_image(files: Sequence[Path], load: Any) -> float:
     for path in files:
         load(path)
     return (time.process_time() - started) * 1000 / len(files)
+
+
+def agreement(full: np.ndarray, reduced: np.ndarray) -> dict[str, float]:
+    """How the labels of reduced-size decodes compare with full-size ones (rows: images,
+    columns: class probabilities): the share with the same top-1 class, and the largest
+    change of a score among each full decode's top five classes."""
+    same = np.argmax(full, axis=1) == np.argmax(reduced, axis=1)
+    top5 = np.argsort(-full, axis=1)[:, :5]
+    rows = np.arange(len(full))[:, None]
+    diff = np.abs(full[rows, top5] - reduced[rows, top5])
+    return {
+        "top1_same": round(float(same.mean()), 4),
+        "top5_max_score_diff": round(float(diff.max()), 4),
+    }
+
+
+def decode_agreement(
+    model: LocalModel, settings: Settings, files: Sequence[Path]
+) -> dict[str, Any]:
+    """Labels of the worker's reduced-size decode against the script's full decode."""
+    reduced_load = worker_decode(model, settings)
+    full, reduced = [], []
+    for start in range(0, len(files), model.batch_size):
+        batch = files[start : start + model.batch_size]
+        full.append(model.run([model.script_load(p) for p in batch]))
+        reduced.append(model.run([reduced_load(p) for p in batch]))
+    return {"images": len(files), **agreement(np.concatenate(full), np.concatenate(reduced))}

@@ -134,6 +134,11 @@ def score(
 @click.option("--top", "top_k", default=5, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--chunk-images", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--in-flight", default=4, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--worker-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The workers' INFERQ_IMAGE_ROOT as seen here: files under it go as paths, not bytes.",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (or start one).")
 @click.option("--max-errors", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--timeout-s", default=600.0, show_default=True)
@@ -144,6 +149,7 @@ def score_images(
     top_k: int,
     chunk_images: int,
     in_flight: int,
+    worker_root: Path | None,
     resume: bool,
     max_errors: int,
     timeout_s: float,
@@ -156,6 +162,7 @@ def score_images(
     from producer.client import Client
 
     options = ImageOptions(chunk_images, in_flight, top_k, timeout_s, resume)
+    options = dataclasses.replace(options, worker_root=worker_root)
     settings = load_settings()
 
     def body() -> int:

@@ -46,9 +46,13 @@ class ImageOptions:
     top_k: int = 5
     timeout_s: float = 600.0
     resume: bool = False
-    # Files per message, at most (one image may be larger): 24 MiB of phone photos is
-    # eight of them, 32 MB of base64 in Redis per chunk in flight.
-    chunk_bytes: int = 24 * 2**20
+    # File bytes per message, at most (one image may be larger): two or three phone
+    # photos, a whole chunk of ImageNet-size ones. Larger messages cost more per byte:
+    # kombu re-encodes each delivered message whole for its unacked copy in Redis.
+    chunk_bytes: int = 8 * 2**20
+    # The worker's INFERQ_IMAGE_ROOT, as this host sees it (a shared or the same file
+    # system): files under it are sent as paths, not bytes.
+    worker_root: Path | None = None
 
 
 def list_images(source: Path) -> list[tuple[str, Path]]:
@@ -63,10 +67,12 @@ def list_images(source: Path) -> list[tuple[str, Path]]:
     return [(line, source.parent / line) for line in lines if line and not line.startswith("#")]
 
 
-def listing_digest(images: list[tuple[str, Path]], chunk_bytes: int) -> str:
+def listing_digest(
+    images: list[tuple[str, Path]], chunk_bytes: int, root: Path | None = None
+) -> str:
     """Names, sizes and modification times, and the chunk byte limit: a changed image
     set (or chunking) gives other chunk ids."""
-    digest = hashlib.sha256(f"chunk_bytes={chunk_bytes}\n".encode())
+    digest = hashlib.sha256(f"chunk_bytes={chunk_bytes} root={root}\n".encode())
     for name, path in images:
         digest.update(f"{name}\0{_size(path)}\0{_mtime_ns(path)}\n".encode())
     return digest.hexdigest()
@@ -92,7 +98,10 @@ def score_images(
     images = list_images(source)
     started = time.monotonic()
     manifest = Manifest(
-        listing_digest(images, options.chunk_bytes), options.chunk_images, "jsonl", "classifier"
+        listing_digest(images, options.chunk_bytes, options.worker_root),
+        options.chunk_images,
+        "jsonl",
+        "classifier",
     )
     sink = ResumableSink(output, manifest, resume=options.resume)
     progress = Progress(len(images), "images", every_s=every_s)
@@ -100,13 +109,14 @@ def score_images(
     finish = functools.partial(_finish, sink, summary, progress, options.timeout_s)
     window: Window[tuple[int, _Submitted]] = Window(options.in_flight, finish)
     most = min(options.chunk_images, client.settings.max_chunk_images)
-    chunks = list(chunk_images(images, most, options.chunk_bytes))
+    root = options.worker_root.resolve() if options.worker_root else None
+    chunks = list(chunk_images(images, most, options.chunk_bytes, root))
     try:
         for index, chunk in enumerate(chunks):
             if sink.done(index):
                 _count(summary, progress, *sink.counts(index))
                 continue
-            window.add((index, _submit(client, chunk, options.top_k)))
+            window.add((index, _submit(client, chunk, options.top_k, root)))
         window.drain()
     finally:
         progress.close()
@@ -118,14 +128,15 @@ def score_images(
 
 
 def chunk_images(
-    images: list[tuple[str, Path]], most: int, max_bytes: int
+    images: list[tuple[str, Path]], most: int, max_bytes: int, root: Path | None = None
 ) -> Iterator[list[tuple[str, Path]]]:
     """Consecutive images, at most ``most`` a chunk and, past its first image, at most
-    ``max_bytes`` of files (sizes as listed: the same chunks on a resumed run)."""
+    ``max_bytes`` of files sent as bytes (sizes as listed: the same chunks on a resumed
+    run); files under ``root`` go as paths and weigh nothing."""
     chunk: list[tuple[str, Path]] = []
     size = 0
     for name, path in images:
-        nbytes = max(_size(path), 0)
+        nbytes = 0 if _under(path, root) is not None else max(_size(path), 0)
         if chunk and (len(chunk) >= most or size + nbytes > max_bytes):
             yield chunk
             chunk, size = [], 0
@@ -135,13 +146,24 @@ def chunk_images(
         yield chunk
 
 
-def _submit(client: Client, chunk: list[tuple[str, Path]], top_k: int) -> _Submitted:
+def _under(path: Path, root: Path | None) -> str | None:
+    """``path`` relative to the worker's image root, if it lies under it."""
+    if root is None:
+        return None
+    resolved = path.resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else None
+
+
+def _submit(
+    client: Client, chunk: list[tuple[str, Path]], top_k: int, root: Path | None
+) -> _Submitted:
     """One classify_images message for the chunk's readable files; the rest fail here."""
-    read: list[bytes] = []
+    read: list[bytes | str] = []
     outcomes: list[tuple[str, int | InferqError]] = []
     for name, path in chunk:
         try:
-            read.append(path.read_bytes())
+            relative = _under(path, root)
+            read.append(relative if relative is not None else path.read_bytes())
             outcomes.append((name, len(read) - 1))
         except OSError as exc:
             error = {"code": "unreadable_file", "message": f"{path}: {exc.strerror}"}

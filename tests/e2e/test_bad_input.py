@@ -210,6 +210,9 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "huge.png").write_bytes(b"\x89PNG" + b"\0" * MAX_IMAGE_BYTES)
     (base / "secret.jpg").write_bytes(imagegen.photo("coffee"))
     (root / "escape.jpg").symlink_to(base / "secret.jpg")
+    (root / "loop-a").symlink_to(root / "loop-b")
+    (root / "loop-b").symlink_to(root / "loop-a")
+    (root / "a-folder.jpg").mkdir()
     return root
 
 
@@ -258,6 +261,12 @@ def _bad_images() -> dict[str, tuple[dict[str, Any], Expected]]:
         "a symlink leaving the root": ({"path": "escape.jpg"}, [("path", "path_outside_root")]),
         "an absolute path": ({"path": "/etc/passwd"}, [("path", "path_outside_root")]),
         "a missing file": ({"path": "cats/missing.jpg"}, [("path", "file_not_found")]),
+        "a folder named .jpg": ({"path": "a-folder.jpg"}, [("path", "file_not_found")]),
+        "a path with a NUL byte": ({"path": "cats/chelsea.jpg\0.png"}, [("path", "invalid_path")]),
+        "a name over 255 bytes": ({"path": "x" * 300 + ".jpg"}, [("path", "invalid_path")]),
+        "a path over PATH_MAX": ({"path": "/".join(["y" * 200] * 30)}, [("path", "invalid_path")]),
+        "a symlink loop": ({"path": "loop-a"}, [("path", "invalid_path")]),
+        "a path through a symlink loop": ({"path": "loop-a/x.jpg"}, [("path", "invalid_path")]),
         "a path that is no string": ({"path": ["cats"]}, [("path", "not_a_string")]),
         "no image": ({}, [("image_b64", "image_source")]),
         "two images": (
