@@ -70,7 +70,7 @@ LITE0_STD = 128.0
 # 36-megapixel images of every mode). Pillow's WebP decoder hands over a full-size
 # buffer and copies it: twice as much.
 PEAK_BYTES_PER_PIXEL = 8
-PEAK_BYTES_PER_PIXEL_BY_FORMAT = {"WEBP": 16}
+PEAK_BYTES_PER_PIXEL_BY_FORMAT = {"WEBP": 17}
 
 ImageErrorCode = Literal[
     "empty_image",  # zero bytes

@@ -13,7 +13,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from inferq.core.constants import CLASSIFY_TASK
+from inferq.core.constants import CLASSIFY_CHUNK_TASK, CLASSIFY_TASK
+from inferq.core.contract import ClassifyChunkResult
 from inferq.core.images import decode_image, source_short_side
 from inferq.core.modelfile import file_version
 from inferq.core.settings import Settings
@@ -21,7 +22,7 @@ from inferq.errors import InvalidInput
 from inferq.ops.worker_process import WorkerProcess
 from producer import Client
 from tests.support import photos as imagegen
-from tests.support.harness import SCHEMA_DIR, VISION_QUEUE
+from tests.support.harness import SCHEMA_DIR, VISION_QUEUE, schema
 from tests.support.photos import CATS
 
 pytestmark = pytest.mark.e2e
@@ -127,3 +128,37 @@ def test_classify_command(
     assert first["source"] == str(cat) and first["labels"][0]["label"] in CATS
     assert len(first["labels"]) == 2 and set(first["labels"][0]) == {"wnid", "label", "score"}
     assert second["source"] == str(text) and second["error"]["code"] == "invalid_input"
+
+
+def test_a_chunk_answers_each_image_in_order_and_bad_ones_alone(vclient: Client) -> None:
+    app, queue = vclient.app, vclient.settings.vision_queue
+    photo = base64.b64encode(imagegen.photo()).decode()
+    items = [
+        {"image_b64": photo},
+        {"image_b64": base64.b64encode(b"not an image").decode()},
+        {"path": "cats/chelsea.jpg"},
+        {"path": "../secret.jpg"},
+        {"image_b64": photo, "path": "cats/chelsea.jpg"},
+        {"picture": photo},
+        {"image_b64": base64.b64encode(imagegen.rgba_png()).decode()},
+    ]
+    sent = app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"images": items, "top_k": 2}, queue=queue)
+    stored = sent.get(timeout=120)
+    jsonschema.validate(stored, schema(f"{CLASSIFY_CHUNK_TASK}.result"))
+    result = ClassifyChunkResult.model_validate(stored)
+    codes = [r.error.errors[0].code if r.error else None for r in result.results]
+    bad = ["not_an_image", None, "path_outside_root", "image_source", "image_source"]
+    assert codes == [None, *bad, None]
+    for r in (result.results[i] for i in (0, 2, 6)):
+        assert r.labels is not None and len(r.labels) == 2 and r.labels[0].label in CATS
+    assert result.passes >= 1 and result.model.version
+
+
+def test_a_chunk_over_the_image_limit_is_refused_whole(vclient: Client) -> None:
+    photo = {"image_b64": base64.b64encode(imagegen.photo()).decode()}
+    handle = vclient.app.send_task(
+        CLASSIFY_CHUNK_TASK, kwargs={"images": [photo] * 65}, queue=vclient.settings.vision_queue
+    )
+    handle.get(timeout=60, propagate=False)
+    assert isinstance(handle.result, InvalidInput)
+    assert handle.result.details[0]["code"] == "too_many_images"
