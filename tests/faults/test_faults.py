@@ -7,7 +7,6 @@ lost, whatever happens to the worker that held it.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,13 +45,8 @@ def fault_client(redis_server: RedisServer, fault_env: dict[str, str]) -> Iterat
 
 
 def _wait_until_done(url: str, handles: list[Handle[PredictResult]], count: int) -> None:
-    """Poll the result backend until ``count`` jobs have results (the worker is mid-run)."""
-    store = redis.Redis.from_url(url)
-    keys = [f"celery-task-meta-{h.id}" for h in handles]
-    deadline = time.monotonic() + 60
-    while (done := int(store.exists(*keys))) < count:  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"only {done} jobs finished"
-        time.sleep(0.01)  # polling Redis for the run's progress, deadline-bounded
+    """Until ``count`` jobs have results (the worker is mid-run)."""
+    delivery.wait_for_results(url, [h.id for h in handles], count)
 
 
 def _all_answered(

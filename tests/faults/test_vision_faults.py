@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from inferq.core.contract import ClassifyResult
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
-from producer import Client, Handle
+from producer import Client
 from tests.support import delivery
 from tests.support import photos as imagegen
 
@@ -53,15 +52,6 @@ def _classified(log: Path) -> dict[str, int]:
     return counts
 
 
-def _wait_for_results(url: str, handles: list[Handle[ClassifyResult]], count: int) -> None:
-    store = redis.Redis.from_url(url)
-    keys = [f"celery-task-meta-{h.id}" for h in handles]
-    deadline = time.monotonic() + 60
-    while (done := int(store.exists(*keys))) < count:  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"only {done} images answered"
-        time.sleep(0.01)  # polling Redis for the run's progress, deadline-bounded
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_a_vision_worker_stopped_mid_run_loses_no_image(
     redis_server: RedisServer,
@@ -74,7 +64,7 @@ def test_a_vision_worker_stopped_mid_run_loses_no_image(
     logs = tmp_path / "first.log", tmp_path / "second.log"
     with WorkerProcess(redis_server.url, ("vision",), env=vision_env, log_path=logs[0]) as first:
         handles = [vclient.submit_image(photos[i % 3]) for i in range(JOBS)]
-        _wait_for_results(redis_server.url, handles, 40)
+        delivery.wait_for_results(redis_server.url, [h.id for h in handles], 40)
         code = first.stop(timeout_s=60, sig=sig)
     assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     answered_by_first = _classified(logs[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import redis
@@ -38,6 +39,16 @@ def executions(*logs: Path) -> dict[str, int]:
         for job in re.findall(r"job=(\S+) task=inferq\.predict_earnings", log.read_text()):
             counts[job] = counts.get(job, 0) + 1
     return counts
+
+
+def wait_for_results(url: str, ids: list[str], count: int, timeout_s: float = 60) -> None:
+    """Poll the result backend until ``count`` of the jobs have results (a run's progress)."""
+    store = redis.Redis.from_url(url)
+    keys = [f"celery-task-meta-{i}" for i in ids]
+    deadline = time.monotonic() + timeout_s
+    while (done := int(store.exists(*keys))) < count:  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, f"only {done} jobs finished"
+        time.sleep(0.01)  # polling Redis for the run's progress, deadline-bounded
 
 
 def held_by_redis(store: redis.Redis, queue: str) -> tuple[set[str], set[str]]:

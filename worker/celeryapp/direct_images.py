@@ -31,7 +31,7 @@ from worker.celeryapp.finisher import Finisher, HeldJob
 from worker.celeryapp.state import WorkerState
 from worker.engine.runner import BatchOutput
 from worker.jobs import classify
-from worker.jobs.checks import bind_arguments, top_k
+from worker.jobs.checks import Payload, bind_arguments, top_k
 from worker.loading.registry import ServedClassifier
 
 log = logging.getLogger("inferq.direct")
@@ -43,15 +43,19 @@ class _DirectImages(DirectPath):
     def model_name(self, state: WorkerState) -> str:
         return state.models.classifier().name
 
+    @staticmethod
+    def bound(job: HeldJob, payload: Payload) -> tuple[dict[str, Any], int]:
+        """The job's arguments by name (checked on the consumer thread), and its top_k."""
+        args = bind_arguments(payload, job.request.args, job.request.kwargs)
+        return args, top_k(args["top_k"])
+
 
 class DirectClassify(_DirectImages):
     """``classify_image``: one image, decoded on the decode stage."""
 
     def start(self, job: HeldJob, state: WorkerState, finisher: Finisher) -> None:
         served = state.models.classifier()
-        req = job.request
-        args = bind_arguments(ClassifyPayload, req.args, req.kwargs)
-        k = top_k(args["top_k"])
+        args, k = self.bound(job, ClassifyPayload)
         decode = functools.partial(_decode_image, state, served, job, finisher, args, k)
         state.decoder().submit(decode)
 
@@ -88,9 +92,7 @@ class DirectClassifyChunk(_DirectImages):
 
     def start(self, job: HeldJob, state: WorkerState, finisher: Finisher) -> None:
         served = state.models.classifier()
-        req = job.request
-        args = bind_arguments(ClassifyChunkPayload, req.args, req.kwargs)
-        k = top_k(args["top_k"])
+        args, k = self.bound(job, ClassifyChunkPayload)
         items = classify.chunk_items(served, args["images"])
         job.make_result = functools.partial(classify.chunk_result, served, k, started=job.started)
         gathered = _Gathered(len(items), job, finisher, served.timeout_s)
