@@ -1,22 +1,26 @@
 """Decoding memory is known before decoding: every mode a hostile file can take stays within
 ``decode_bytes_needed`` (measured in a fresh process each), and the decode budget never
-lets the images being decoded hold more than its limit."""
+lets the images being decoded hold more than its limit, nor the decode stage run far
+ahead of the model."""
 
 from __future__ import annotations
 
+import functools
 import io
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from worker.jobs.decoding import DecodeBudget
+from worker.engine.runner import BatchOutput
+from worker.jobs.decoding import DecodeBudget, DecodeStage
 
 SIDE = 3000  # 9 megapixels: large enough that the image dwarfs everything else
 
@@ -110,3 +114,34 @@ def test_an_image_larger_than_the_budget_waits_for_all_of_it() -> None:
         assert thread.is_alive() and got == []  # 30 bytes still held: it waits
     thread.join(5)
     assert got == [100] and budget.used_bytes == 0
+
+
+def test_decoding_waits_while_enough_images_wait_for_the_model() -> None:
+    """The decode stage starts an image only while fewer than ``max_waiting`` decoded
+    ones wait for their forward pass: fast decoding cannot pile tensors up."""
+    stage = DecodeStage(threads=3, max_waiting=2)
+    passes = [Future[BatchOutput]() for _ in range(4)]
+    started: list[int] = []
+
+    def decode(i: int) -> Future[BatchOutput] | None:
+        started.append(i)
+        return None if i == 3 else passes[i]  # the last one is a bad image: no pass
+
+    for i in range(4):
+        stage.submit(functools.partial(decode, i))
+
+    def wait_started(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(started) < count and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling a list the stage's threads fill; deadline-bounded
+
+    wait_started(2)
+    time.sleep(0.1)  # had the bound failed, a third decode would have started by now
+    assert sorted(started) == [0, 1]
+    passes[0].set_result(BatchOutput(np.zeros((1, 1)), 1, 1, 1, 1, 0.0, 0.0))
+    wait_started(3)
+    assert sorted(started) == [0, 1, 2]  # one pass done: one more decode
+    passes[1].set_exception(RuntimeError("a failed pass frees its place too"))
+    wait_started(4)
+    stage.shutdown()
+    assert sorted(started) == [0, 1, 2, 3]
