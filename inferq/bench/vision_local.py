@@ -103,16 +103,26 @@ def cpu_ms_per_image(files: Sequence[Path], load: Any) -> float:
     return (time.process_time() - started) * 1000 / len(files)
 
 
+# A top-1 class that leads the second by less than this is a near tie: any change of
+# decoder or resize may turn it.
+CLEAR_LEAD = 0.05
+
+
 def agreement(full: np.ndarray, reduced: np.ndarray) -> dict[str, float]:
     """How the labels of reduced-size decodes compare with full-size ones (rows: images,
-    columns: class probabilities): the share with the same top-1 class, and the largest
-    change of a score among each full decode's top five classes."""
+    columns: class probabilities): the share with the same top-1 class, overall and where
+    the full decode's top-1 leads clearly; the largest change of a score among each full
+    decode's top five classes."""
     same = np.argmax(full, axis=1) == np.argmax(reduced, axis=1)
     top5 = np.argsort(-full, axis=1)[:, :5]
     rows = np.arange(len(full))[:, None]
     diff = np.abs(full[rows, top5] - reduced[rows, top5])
+    lead = full[rows[:, 0], top5[:, 0]] - full[rows[:, 0], top5[:, 1]]
+    clear = lead > CLEAR_LEAD
     return {
         "top1_same": round(float(same.mean()), 4),
+        "clear_lead_images": int(clear.sum()),
+        "top1_same_where_clear": round(float(same[clear].mean()), 4) if clear.any() else 1.0,
         "top5_max_score_diff": round(float(diff.max()), 4),
     }
 
