@@ -12,6 +12,10 @@ MODEL_INFO_TASK: Final = "inferq.regressor_info"
 CLASSIFY_TASK: Final = "inferq.classify_image"
 CLASSIFY_CHUNK_TASK: Final = "inferq.classify_images"
 SCORE_CHUNK_TASK: Final = "inferq.score_chunk"
+# Redis keys of image bytes a producer stored for a classify_images chunk ({"blob": id}):
+# this prefix and 32 hex digits. Raw bytes: no base64, no JSON, no copy in kombu's
+# unacked hash.
+IMAGE_BLOB_PREFIX: Final = "inferq-image:"
 # The remote-control command `inferq health` broadcasts to workers.
 HEALTH_COMMAND: Final = "inferq_health"
 

@@ -126,12 +126,18 @@ class ClassifyResult(BaseModel):
 
 
 class ImageItem(BaseModel):
-    """One image of a chunk: exactly one of image_b64 or path, as in classify_image."""
+    """One image of a chunk: exactly one of image_b64, path or blob."""
 
     model_config = ConfigDict(extra="forbid")
 
     image_b64: str | None = Field(None, description="The image file's bytes, base64.")
     path: str | None = Field(None, description="A path relative to INFERQ_IMAGE_ROOT.")
+    blob: str | None = Field(
+        None,
+        pattern="^[0-9a-f]{32}$",
+        description="32 hex digits: the image file's bytes are the value of the Redis key "
+        "'inferq-image:' + blob on the broker (stored by the producer, raw).",
+    )
 
 
 class ClassifyChunkPayload(BaseModel):

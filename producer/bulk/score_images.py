@@ -27,16 +27,23 @@ from producer.bulk.formats import FormatError
 from producer.bulk.report import Progress, Summary
 from producer.bulk.sinks import Manifest, ResumableSink
 from producer.bulk.window import Window
-from producer.client import Client
+from producer.client import Blob, Client
 from producer.handles import Handle
 
 # Errors of the workers rather than of the image: the chunk is left unscored (not
 # written), so that --resume tries it again.
 RETRYABLE = frozenset({"timeout", "worker_error", "model_unavailable", "inference_failed"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-# A chunk's one job (None if no file could be read), and each image's index in that
-# job, or the error it met here.
-_Submitted = tuple[Handle[ClassifyChunkResult] | None, list[tuple[str, int | InferqError]]]
+
+
+@dataclass
+class _Chunk:
+    """A submitted chunk: its one job (None if no file could be read), each image's index
+    in that job or the error it met here, and the blobs to remove once it is answered."""
+
+    handle: Handle[ClassifyChunkResult] | None
+    outcomes: list[tuple[str, int | InferqError]]
+    blobs: list[Blob]
 
 
 @dataclass(frozen=True)
@@ -106,8 +113,8 @@ def score_images(
     sink = ResumableSink(output, manifest, resume=options.resume)
     progress = Progress(len(images), "images", every_s=every_s)
     summary = Summary(output, unit="images")
-    finish = functools.partial(_finish, sink, summary, progress, options.timeout_s)
-    window: Window[tuple[int, _Submitted]] = Window(options.in_flight, finish)
+    finish = functools.partial(_finish, client, sink, summary, progress, options.timeout_s)
+    window: Window[tuple[int, _Chunk]] = Window(options.in_flight, finish)
     most = min(options.chunk_images, client.settings.max_chunk_images)
     root = options.worker_root.resolve() if options.worker_root else None
     chunks = list(chunk_images(images, most, options.chunk_bytes, root))
@@ -116,7 +123,9 @@ def score_images(
             if sink.done(index):
                 _count(summary, progress, *sink.counts(index))
                 continue
-            window.add((index, _submit(client, chunk, options.top_k, root)))
+            # Stored images outlive the wait for their chunk by a minute, no more.
+            ttl_s = options.timeout_s + 60
+            window.add((index, _submit(client, chunk, options.top_k, root, ttl_s)))
         window.drain()
     finally:
         progress.close()
@@ -155,9 +164,10 @@ def _under(path: Path, root: Path | None) -> str | None:
 
 
 def _submit(
-    client: Client, chunk: list[tuple[str, Path]], top_k: int, root: Path | None
-) -> _Submitted:
-    """One classify_images message for the chunk's readable files; the rest fail here."""
+    client: Client, chunk: list[tuple[str, Path]], top_k: int, root: Path | None, ttl_s: float
+) -> _Chunk:
+    """One classify_images message for the chunk's readable files, stored in Redis as
+    blobs (or sent as paths under ``root``); the rest fail here."""
     read: list[bytes | str] = []
     outcomes: list[tuple[str, int | InferqError]] = []
     for name, path in chunk:
@@ -168,18 +178,37 @@ def _submit(
         except OSError as exc:
             error = {"code": "unreadable_file", "message": f"{path}: {exc.strerror}"}
             outcomes.append((name, InferqError(error)))
-    handle = client.submit_images(read, top_k=top_k) if read else None
-    return handle, outcomes
+    files = [data for data in read if isinstance(data, bytes)]
+    blobs = iter(client.store_images(files, ttl_s)) if files else iter([])
+    images = [data if isinstance(data, str) else next(blobs) for data in read]
+    handle = client.submit_images(images, top_k=top_k) if images else None
+    return _Chunk(handle, outcomes, [i for i in images if isinstance(i, Blob)])
 
 
 def _finish(
+    client: Client,
     sink: ResumableSink,
     summary: Summary,
     progress: Progress,
     timeout_s: float,
-    submitted: tuple[int, _Submitted],
+    submitted: tuple[int, _Chunk],
 ) -> None:
-    index, (handle, outcomes) = submitted
+    index, chunk = submitted
+    try:
+        _write(sink, summary, progress, timeout_s, index, chunk)
+    finally:
+        client.drop_images(chunk.blobs)
+
+
+def _write(
+    sink: ResumableSink,
+    summary: Summary,
+    progress: Progress,
+    timeout_s: float,
+    index: int,
+    chunk: _Chunk,
+) -> None:
+    handle, outcomes = chunk.handle, chunk.outcomes
     results: list[ImageOutcome] = []
     model = None
     if handle is not None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from inferq.core.settings import Settings
 from inferq.ops.worker_process import WorkerProcess
@@ -62,6 +63,8 @@ def test_a_directory_is_classified_in_a_stable_order(
     assert lines[0]["error"] is None and lines[0]["model"]["name"]
     assert lines[3]["labels"] is None and lines[3]["error"].startswith("invalid_input")
     assert lines[4]["error"].startswith("invalid_input")
+    # The image files went as blobs in Redis; none is left behind.
+    assert redis.Redis.from_url(vision_settings.broker_url).keys("inferq-image:*") == []
 
 
 def test_a_manifest_keeps_its_order_and_reports_missing_files(

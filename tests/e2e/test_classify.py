@@ -141,6 +141,9 @@ def test_a_chunk_answers_each_image_in_order_and_bad_ones_alone(vclient: Client)
         {"image_b64": photo, "path": "cats/chelsea.jpg"},
         {"picture": photo},
         {"image_b64": base64.b64encode(imagegen.rgba_png()).decode()},
+        {"blob": vclient.store_images([imagegen.photo()], ttl_s=60)[0].id},
+        {"blob": "0" * 32},  # never stored, or expired
+        {"blob": "../../etc/passwd"},
     ]
     sent = app.send_task(CLASSIFY_CHUNK_TASK, kwargs={"images": items, "top_k": 2}, queue=queue)
     stored = sent.get(timeout=120)
@@ -148,8 +151,8 @@ def test_a_chunk_answers_each_image_in_order_and_bad_ones_alone(vclient: Client)
     result = ClassifyChunkResult.model_validate(stored)
     codes = [r.error.errors[0].code if r.error else None for r in result.results]
     bad = ["not_an_image", None, "path_outside_root", "image_source", "image_source"]
-    assert codes == [None, *bad, None]
-    for r in (result.results[i] for i in (0, 2, 6)):
+    assert codes == [None, *bad, None, None, "blob_not_found", "invalid_blob"]
+    for r in (result.results[i] for i in (0, 2, 6, 7)):
         assert r.labels is not None and len(r.labels) == 2 and r.labels[0].label in CATS
     assert result.passes >= 1 and result.model.version
 

@@ -106,7 +106,8 @@ def _decode_item(
 ) -> Future[BatchOutput] | None:
     """On a decoding thread: one image of a chunk queued, or its own error recorded."""
     try:
-        (future,) = served.runner.submit(classify.item_input(served, item, state.decode_budget))
+        x = classify.item_input(served, item, state.decode_budget, state.read_blob)
+        (future,) = served.runner.submit(x)
     except InferqError as exc:
         gathered.put(index, exc)
         return None

@@ -28,6 +28,7 @@ from inferq.core.processes import announce
 from inferq.core.routing import models_for
 from inferq.core.settings import Settings
 from inferq.errors import InferqError
+from worker.celeryapp.blobs import blob_reader
 from worker.celeryapp.state import WorkerState
 from worker.loading.registry import check_files
 from worker.metrics import port_for
@@ -70,6 +71,7 @@ def on_worker_init(sender: Any, **_: Any) -> None:
     state = app.state = WorkerState.build(
         settings, models_for(set(app.amqp.queues.consume_from), settings)
     )
+    state.read_blob = blob_reader(app.backend)
     # Before the models load: a port already taken fails the start in a second, not a minute.
     _start_metrics(sender, state)
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from inferq.core.settings import Settings
 from worker.celeryapp.finisher import Finisher, HeldJob
 from worker.jobs.decoding import DecodeBudget, DecodeStage
+from worker.jobs.image_source import BlobReader
 from worker.loading.registry import ModelRegistry
 from worker.metrics import Metrics
 
@@ -29,6 +30,7 @@ class WorkerState:
     kinds: frozenset[str]  # the models this worker's queues need
     decode_budget: DecodeBudget  # what images being decoded may hold, on every path
     metrics_port: int | None = None  # the port bound (INFERQ_METRICS_PORT=0 picks one)
+    read_blob: BlobReader | None = None  # images producers stored in Redis (blobs.py)
     _finisher: Finisher | None = field(default=None, repr=False)
     _decoder: DecodeStage | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -87,7 +87,10 @@ def classify_image(
 def classify_images(self: Task, images: Any, top_k: Any = 5) -> dict[str, Any]:
     state = _state(self)
     served, budget = state.models.classifier(), state.decode_budget
-    return logged_job(self, served.name, lambda: classify.run_chunk(served, images, top_k, budget))
+    read = state.read_blob
+    return logged_job(
+        self, served.name, lambda: classify.run_chunk(served, images, top_k, budget, read)
+    )
 
 
 def score_chunk_task(

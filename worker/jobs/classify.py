@@ -25,7 +25,7 @@ from inferq.errors import InferenceFailed, InferqError, InvalidInput
 from worker.engine.runner import BatchOutput
 from worker.jobs.checks import batch_info, to_ms, top_k
 from worker.jobs.decoding import DecodeBudget, model_input
-from worker.jobs.image_source import image_bytes
+from worker.jobs.image_source import BlobReader, image_bytes
 from worker.loading.registry import ServedClassifier
 
 
@@ -81,13 +81,16 @@ def chunk_items(served: ServedClassifier, images: Any) -> list[Any]:
     return images
 
 
-def item_input(served: ServedClassifier, item: Any, budget: DecodeBudget) -> np.ndarray:
-    """One entry of a chunk ({"image_b64": ...} or {"path": ...}) as the model's input."""
+def item_input(
+    served: ServedClassifier, item: Any, budget: DecodeBudget, read_blob: BlobReader | None
+) -> np.ndarray:
+    """One entry of a chunk ({"image_b64"}, {"path"} or {"blob"}) as the model's input."""
     if not isinstance(item, dict) or set(item) - set(ClassifyChunkPayload.item_fields()):
-        raise InvalidInput.single(
-            "images", "image_source", 'each image is {"image_b64": ...} or {"path": ...}'
-        )
-    return image_input(served, item.get("image_b64"), item.get("path"), budget)
+        message = 'each image is {"image_b64": ...}, {"path": ...} or {"blob": ...}'
+        raise InvalidInput.single("images", "image_source", message)
+    args = item.get("image_b64"), item.get("path"), served.settings
+    field, data = image_bytes(*args, item.get("blob"), read_blob)
+    return model_input(served, data, field, budget)[None]
 
 
 def item_outcome(
@@ -123,7 +126,11 @@ def chunk_result(
 
 
 def run_chunk(
-    served: ServedClassifier, images: Any, k: Any, budget: DecodeBudget
+    served: ServedClassifier,
+    images: Any,
+    k: Any,
+    budget: DecodeBudget,
+    read_blob: BlobReader | None,
 ) -> dict[str, Any]:
     """A whole chunk in the calling thread: each image decoded and queued, then waited for."""
     started = time.monotonic()
@@ -131,7 +138,7 @@ def run_chunk(
     pending: list[Future[BatchOutput] | BaseException] = []
     for item in chunk_items(served, images):
         try:
-            (future,) = served.runner.submit(item_input(served, item, budget))
+            (future,) = served.runner.submit(item_input(served, item, budget, read_blob))
             pending.append(future)
         except InferqError as exc:
             pending.append(exc)

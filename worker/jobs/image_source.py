@@ -1,4 +1,5 @@
-"""The image of a classify job: base64 bytes or a file under the image root.
+"""The image of a classify job: base64 bytes, a file under the image root, or (in a chunk)
+raw bytes a producer stored in Redis (a blob).
 
 Every way a payload can be wrong ends in one InvalidInput naming the field
 and a code from the bad-input table (docs/bad-input.md), file system errors
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import binascii
 import errno
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,11 @@ from PIL import Image
 from inferq.core.images import ImageError, decode_image
 from inferq.core.settings import Settings
 from inferq.errors import InvalidInput
+
+# Reads the bytes stored under a blob id, at most ``max_bytes`` + 1 of them; None if
+# there are none (worker.celeryapp.blobs reads them from Redis).
+BlobReader = Callable[[str, int], "bytes | None"]
+_BLOB_ID = re.compile("[0-9a-f]{32}")
 
 
 def _from_base64(text: Any, max_bytes: int) -> bytes:
@@ -92,15 +100,39 @@ def _read_under(root: Path, path: str, max_bytes: int) -> bytes:
     return data
 
 
-def image_bytes(image_b64: Any, path: Any, settings: Settings) -> tuple[str, bytes]:
-    """The job's image file: which field it came from, and its bytes (or InvalidInput)."""
-    if (image_b64 is None) == (path is None):
+def _from_blob(blob: Any, read: BlobReader | None, max_bytes: int) -> bytes:
+    if not isinstance(blob, str) or not _BLOB_ID.fullmatch(blob):
+        raise InvalidInput.single("blob", "invalid_blob", "blob must be 32 hex digits")
+    if read is None:
+        raise InvalidInput.single("blob", "no_blob_store", "this worker cannot read blobs")
+    data = read(blob, max_bytes)
+    if data is None:
+        message = f"no image stored as {blob} (expired, or already removed by its producer)"
+        raise InvalidInput.single("blob", "blob_not_found", message)
+    if len(data) > max_bytes:
         raise InvalidInput.single(
-            "image_b64", "image_source", "give exactly one of image_b64 or path"
+            "blob", "too_many_bytes", f"blob {blob} is over {max_bytes} bytes"
         )
+    return data
+
+
+def image_bytes(
+    image_b64: Any,
+    path: Any,
+    settings: Settings,
+    blob: Any = None,
+    read_blob: BlobReader | None = None,
+) -> tuple[str, bytes]:
+    """The job's image file: which field it came from, and its bytes (or InvalidInput)."""
+    if sum(source is not None for source in (image_b64, path, blob)) != 1:
+        message = "give exactly one of image_b64 or path" + (" or blob" if blob else "")
+        raise InvalidInput.single("image_b64", "image_source", message)
+    max_bytes = settings.max_image_bytes
     if image_b64 is not None:
-        return "image_b64", _from_base64(image_b64, settings.max_image_bytes)
-    return "path", _from_root(path, settings.image_root, settings.max_image_bytes)
+        return "image_b64", _from_base64(image_b64, max_bytes)
+    if path is not None:
+        return "path", _from_root(path, settings.image_root, max_bytes)
+    return "blob", _from_blob(blob, read_blob, max_bytes)
 
 
 def load_image(image_b64: Any, path: Any, settings: Settings) -> Image.Image:
