@@ -33,6 +33,9 @@ from producer.handles import Handle
 # Errors of the workers rather than of the image: the chunk is left unscored (not
 # written), so that --resume tries it again.
 RETRYABLE = frozenset({"timeout", "worker_error", "model_unavailable", "inference_failed"})
+# Files from this size on go as Redis blobs; smaller ones inline (base64): for a 65 kB
+# photo the blob's own round trip costs more than the base64 it saves.
+BLOB_MIN_BYTES = 256 * 1024
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 
 
@@ -178,9 +181,12 @@ def _submit(
         except OSError as exc:
             error = {"code": "unreadable_file", "message": f"{path}: {exc.strerror}"}
             outcomes.append((name, InferqError(error)))
-    files = [data for data in read if isinstance(data, bytes)]
-    blobs = iter(client.store_images(files, ttl_s)) if files else iter([])
-    images = [data if isinstance(data, str) else next(blobs) for data in read]
+    large = [data for data in read if isinstance(data, bytes) and len(data) >= BLOB_MIN_BYTES]
+    blobs = iter(client.store_images(large, ttl_s)) if large else iter([])
+    images = [
+        next(blobs) if isinstance(data, bytes) and len(data) >= BLOB_MIN_BYTES else data
+        for data in read
+    ]
     handle = client.submit_images(images, top_k=top_k) if images else None
     return _Chunk(handle, outcomes, [i for i in images if isinstance(i, Blob)])
 

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
+from PIL import Image
 
 from inferq.core.settings import Settings
 from inferq.ops.worker_process import WorkerProcess
+from producer.bulk.score_images import BLOB_MIN_BYTES
 from tests.support import photos as imagegen
 from tests.support.photos import CATS
 
@@ -36,6 +39,8 @@ def photos(tmp_path: Path) -> Path:
     (root / "b" / "coffee.jpg").write_bytes(imagegen.photo("coffee"))
     (root / "b" / "deep" / "astronaut.jpg").write_bytes(imagegen.photo("astronaut"))
     (root / "b" / "notes.jpg").write_text("a text file named .jpg")
+    noise = np.random.default_rng(3).integers(0, 256, (768, 1024, 3), dtype=np.uint8)
+    (root / "b" / "noise.jpg").write_bytes(imagegen.encode(Image.fromarray(noise), "JPEG"))
     (root / "b" / "empty.png").write_bytes(b"")
     (root / "b" / "readme.txt").write_text("not an image suffix: not listed")
     return root
@@ -50,20 +55,23 @@ def test_a_directory_is_classified_in_a_stable_order(
     out = tmp_path / "labels.jsonl"
     result = _run(vision_settings, str(photos), "-o", str(out), "--chunk-images", "2", "--top", "3")
     assert result.returncode == 1, result.stderr  # two unreadable images, --max-errors 0
-    assert "scored 5 images: ok=3 failed=2" in result.stderr
+    assert "scored 6 images: ok=4 failed=2" in result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in lines] == [
         "a-chelsea.jpg",
         "b/coffee.jpg",
         "b/deep/astronaut.jpg",
         "b/empty.png",
+        "b/noise.jpg",
         "b/notes.jpg",
     ]
     assert lines[0]["labels"][0]["label"] in CATS and len(lines[0]["labels"]) == 3
     assert lines[0]["error"] is None and lines[0]["model"]["name"]
     assert lines[3]["labels"] is None and lines[3]["error"].startswith("invalid_input")
-    assert lines[4]["error"].startswith("invalid_input")
-    # The image files went as blobs in Redis; none is left behind.
+    assert lines[5]["error"].startswith("invalid_input")
+    # The large file went as a blob in Redis, the others inline; no blob is left behind.
+    assert (photos / "b" / "noise.jpg").stat().st_size >= BLOB_MIN_BYTES
+    assert len(lines[4]["labels"]) == 3 and lines[4]["error"] is None
     assert redis.Redis.from_url(vision_settings.broker_url).keys("inferq-image:*") == []
 
 
