@@ -33,6 +33,11 @@ def broker_refusal(url: str, timeout_s: float = 5.0) -> tuple[bool, str] | None:
     return None
 
 
+def redis_client(url: str, timeout_s: float) -> redis.Redis:
+    """A plain client of the broker's Redis, for commands that read it directly."""
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+
+
 def check_broker(url: str, timeout_s: float = 5.0) -> str | None:
     """None when Redis answers PING; otherwise why not (credentials masked)."""
     problem = broker_refusal(url, timeout_s)

@@ -19,7 +19,8 @@ import redis
 from kombu.transport import redis as kombu_redis
 
 from inferq.core import exit_codes
-from inferq.core.broker import check_broker
+from inferq.core.broker import check_broker, redis_client
+from inferq.core.constants import DEAD_LETTER_KEY
 from inferq.core.routing import queue_names
 from inferq.core.settings import Settings
 
@@ -35,16 +36,18 @@ def priority_lists(queue: str) -> list[str]:
 
 
 def depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, Any]:
-    """{"queues": {name: waiting jobs}, "unacked_all_queues": held jobs} in one round trip."""
+    """{"queues": {name: waiting jobs}, "unacked_all_queues": held jobs, "dead_letters":
+    entries workers could not deliver} in one round trip."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
         for key in priority_lists(queue):
             pipe.llen(key)
     pipe.hlen(UNACKED_KEY)
+    pipe.llen(DEAD_LETTER_KEY)
     counts = pipe.execute()
     per_queue = len(PRIORITY_STEPS)
     waiting = {q: sum(counts[i * per_queue : (i + 1) * per_queue]) for i, q in enumerate(queues)}
-    return {"queues": waiting, "unacked_all_queues": counts[-1]}
+    return {"queues": waiting, "unacked_all_queues": counts[-2], "dead_letters": counts[-1]}
 
 
 def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeout_s: float) -> int:
@@ -58,8 +61,7 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
     if problem is not None:
         print(f"inferq queues: broker unreachable: {problem}", file=sys.stderr)
         return exit_codes.BROKER
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=timeout_s)
-    with client:
+    with redis_client(settings.broker_url, timeout_s) as client:
         found = depths(client, queues)
     if as_json:
         print(json.dumps(found))
@@ -67,4 +69,5 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
         for queue, waiting in found["queues"].items():
             print(f"{queue}\t{waiting} waiting")
         print(f"(all queues)\t{found['unacked_all_queues']} held by workers")
+        print(f"(all queues)\t{found['dead_letters']} dead letters (`inferq dead-letters`)")
     return 0
