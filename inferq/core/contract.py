@@ -138,7 +138,10 @@ class JobError(BaseModel):
 
     code: str = Field(description="invalid_input, model_unavailable, inference_failed, ...")
     message: str
-    errors: list[FieldError] = Field(default_factory=list)
+    errors: list[FieldError] = Field(
+        default_factory=list, description="The first 100 problems, in order."
+    )
+    errors_omitted: int = Field(0, description="Problems beyond those listed (not sent).")
 
 
 class ScoreChunkPayload(BaseModel):
