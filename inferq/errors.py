@@ -89,6 +89,20 @@ class InferenceFailed(InferqError):
     code = "inference_failed"
 
 
+class ModelVersionMismatch(InferqError):
+    """The job names the model version it was made for, and this worker serves another.
+
+    Not a failure to retry blindly: the producer's run belongs to one model. ``info``
+    carries ``expected`` (the job's) and ``served`` (the worker's) versions."""
+
+    code = "model_version_mismatch"
+
+    @classmethod
+    def between(cls, expected: str, served: str) -> ModelVersionMismatch:
+        message = f"the job expects model version {expected}; this worker serves {served}"
+        return cls({"code": cls.code, "message": message, "expected": expected, "served": served})
+
+
 class ModelFileError(InferqError):
     """A model file is missing, unreadable or lacks inferq's metadata."""
 

@@ -116,14 +116,17 @@ class Client(Managed):
         return self._send(CLASSIFY_TASK, kwargs, queue, 1, ClassifyResult, expires_s)
 
     def submit_chunk(
-        self, chunk_id: str, features: list[str], x: np.ndarray
+        self, chunk_id: str, features: list[str], x: np.ndarray, model_version: str | None = None
     ) -> Handle[ScoreChunkResult]:
         """Send one bulk chunk (rows x features raw values) as one compact message.
 
         Its task id is derived from ``chunk_id``: a chunk sent twice (a resumed run)
-        has one result key, so results are stored idempotently."""
-        kwargs = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
+        has one result key, so results are stored idempotently. With ``model_version``,
+        a worker serving another version refuses it (ModelVersionMismatch)."""
+        kwargs: dict[str, Any] = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
         kwargs.update(data=encode_matrix(x, "zlib"), compression="zlib")
+        if model_version is not None:
+            kwargs["model_version"] = model_version
         return self._send(
             SCORE_CHUNK_TASK,
             kwargs,

@@ -88,6 +88,13 @@ def run_guarded(body: Callable[[], int]) -> int:
 @click.option(
     "--resend-after-s", default=120.0, show_default=True, help="Resend an unanswered chunk."
 )
+@click.option(
+    "--on-new-model",
+    type=click.Choice(["restart", "fail"]),
+    default="restart",
+    show_default=True,
+    help="When the workers' model changes mid-run: score everything again on it, or stop.",
+)
 @click.option("--in-process", is_flag=True, help="Run the model here, not on workers.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
 def score(
@@ -101,12 +108,16 @@ def score(
     max_errors: int,
     chunk_timeout_s: float,
     resend_after_s: float,
+    on_new_model: str,
     in_process: bool,
     summary_json: Path | None,
 ) -> None:
     """Score a products file (CSV, Parquet, JSON Lines) with the regressor: every input
     row, in order, with earnings_usd and error columns added."""
-    options = ScoreOptions(chunk_rows, in_flight, input_format, output_format, resume)
+    options = ScoreOptions(
+        chunk_rows, in_flight, input_format, output_format, resume,
+        on_new_model="fail" if on_new_model == "fail" else "restart",
+    )  # fmt: skip
     settings = load_settings()
 
     def body() -> int:

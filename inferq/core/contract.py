@@ -157,6 +157,11 @@ class ScoreChunkPayload(BaseModel):
         "(all rows of the first feature, then the next), zlib-compressed if ``compression``."
     )
     compression: Literal["zlib"] | None = Field(None, description="zlib, or null for none.")
+    model_version: str | None = Field(
+        None,
+        description="The model version the producer's run uses; a worker serving another "
+        "refuses the chunk with model_version_mismatch (null: any version).",
+    )
 
 
 class ScoreChunkResult(BaseModel):
