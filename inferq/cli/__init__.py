@@ -7,6 +7,8 @@ health), jobs (predict, classify), bulk (score, score-images), dead_letters, ben
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 
 import click
 
@@ -19,6 +21,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @click.version_option(package_name="inferq")
 def main() -> None:
     """inferq: batching inference workers on Celery and Redis."""
+    # SIGTERM (and SIGHUP: the terminal went away) end a command as Ctrl-C does, so what
+    # it started (a redis-server, worker processes) is stopped by the same `with` blocks,
+    # and a bulk run keeps its parts. A script's background job ignores SIGINT, so this
+    # is how `kill` reaches it. (`inferq worker` installs Celery's own: a warm shutdown.)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 for module in (models, serve, jobs, bulk, dead_letters):

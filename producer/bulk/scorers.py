@@ -52,13 +52,14 @@ class QueueScorer:
         resend_after_s: float = 120.0,
     ) -> None:
         self.client = client
-        self.refresh()
         self.chunk_timeout_s = chunk_timeout_s
         self.reuse_stored = reuse_stored
         self.resend_after_s = resend_after_s
+        self.refresh()
 
     def refresh(self) -> None:
-        info = self.client.regressor_info()
+        # As long as a chunk may wait: with no worker yet (scaling from zero), it comes.
+        info = self.client.regressor_info(self.chunk_timeout_s)
         self.features = list(info.features)
         self.version = info.model.version
 
