@@ -29,6 +29,7 @@ from inferq.core.processes import Managed
 from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable, InferqError, JobTimeout
 from producer.handles import Handle, R, Schedule
+from producer.presence import held_ids
 
 Rows = dict[str, Any] | list[dict[str, Any]]
 
@@ -89,7 +90,12 @@ class Client(Managed):
             result,
             parse,
             functools.partial(_sending, send, task_id=result.id),
+            queue,
+            functools.partial(self._holds, queue, result.id),
         )
+
+    def _holds(self, queue: str, task_id: str) -> bool:
+        return task_id in held_ids(self.app.backend.client, [queue])
 
     def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle[PredictResult]:
         """Send one prediction job of one row (a dict) or many rows (a list of dicts)."""
@@ -171,7 +177,9 @@ class Client(Managed):
 
         With ``resend_after_s``, jobs still unanswered after that long are sent again
         (same ids, so still one result each), then again after as long, until
-        ``timeout_s``: the cover for a job the broker lost with a killed worker."""
+        ``timeout_s``: the cover for a job the broker lost with a killed worker. Only
+        jobs Redis no longer holds (neither queued nor unacked) and that have no stored
+        result are sent again, so a long queue is never copied."""
         pending = {h.id: h for h in handles}
         schedule = Schedule.start(timeout_s, resend_after_s)
         while pending:
@@ -184,8 +192,7 @@ class Client(Managed):
             if not pending:
                 return
             if schedule.resend_due():
-                for handle in pending.values():
-                    handle.resend()
+                self._resend_lost(pending)
             wait_s = schedule.next_wait_s()
             if wait_s is None:
                 raise JobTimeout(f"{len(pending)} job(s) not finished within {timeout_s} s")
@@ -197,6 +204,20 @@ class Client(Managed):
                         return
             except CeleryTimeout:
                 pass  # a slice ended: read the store again, resend if due
+
+    def _resend_lost(self, pending: dict[str, Handle[R]]) -> None:
+        """Resend the pending jobs that Redis no longer holds and that have no result."""
+        queues = {h.queue for h in pending.values() if h.queue is not None}
+        held = held_ids(self.app.backend.client, queues)
+        lost = [task_id for task_id in pending if task_id not in held]
+        if not lost:
+            return
+        answered = {task_id for task_id, _ in self.app.backend.get_many(
+            lost, interval=0, max_iterations=1
+        )}  # fmt: skip
+        for task_id in lost:
+            if task_id not in answered:
+                pending[task_id].resend()
 
     @staticmethod
     def _answer(handle: Handle[R], meta: dict[str, Any]) -> tuple[Handle[R], R | InferqError]:

@@ -1,11 +1,9 @@
 """`inferq queues`: how many jobs wait in each queue, for autoscalers and operators.
 
-kombu keeps a Redis queue as one list per priority step (``NAME``, then
-``NAME\\x06\\x163``, ``…6``, ``…9`` for tasks sent with a priority); a job waiting is
-an entry in one of them. Jobs a worker holds (prefetched or running) are in the
-``unacked`` hash, shared by every queue on that Redis database: it is reported as one
-total, since splitting it by queue means reading every held message (a bulk chunk
-is hundreds of kilobytes).
+Waiting jobs are counted over every kombu priority list of a queue; jobs workers hold
+(the unacked hash, shared by every queue of the database) are one total, since
+splitting it by queue means reading every held message (a bulk chunk is hundreds of
+kilobytes). See inferq.core.kombu_keys.
 """
 
 from __future__ import annotations
@@ -16,23 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from kombu.transport import redis as kombu_redis
 
 from inferq.core import exit_codes
 from inferq.core.broker import check_broker, redis_client
 from inferq.core.constants import DEAD_LETTER_KEY
+from inferq.core.kombu_keys import PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from inferq.core.routing import queue_names
 from inferq.core.settings import Settings
-
-# kombu's own names, so a kombu that changes them changes these too (inferq sets no
-# transport options that override them).
-PRIORITY_STEPS: list[int] = kombu_redis.PRIORITY_STEPS
-PRIORITY_SEP: str = kombu_redis.Channel.sep
-UNACKED_KEY: str = kombu_redis.Channel.unacked_key
-
-
-def priority_lists(queue: str) -> list[str]:
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
 def depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, Any]:
