@@ -111,7 +111,9 @@ class Settings(BaseSettings):
         "free port); unset: no endpoint.",
     )
     metrics_host: str = Field(
-        "0.0.0.0", min_length=1, description="Address the metrics endpoint listens on."
+        "127.0.0.1",
+        min_length=1,
+        description="Address the metrics endpoint listens on (loopback unless opened up).",
     )
     process_index: int = Field(
         0,
