@@ -42,15 +42,18 @@ _SEND_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.except
 
 def _sending(send: Callable[..., AsyncResult], **kwargs: Any) -> AsyncResult:
     """``send(**kwargs)``, with Redis being unreachable a typed BrokerUnavailable."""
+    # "May": a publish whose reply was lost may have reached Redis all the same, and a
+    # job sent before the result store's reconnects failed is queued. Sending it again
+    # under the same id is safe: one result key per id.
+    unsure = "Redis did not answer; the job may still have reached it (a resend is safe)"
     try:
         return send(**kwargs)
     except _SEND_ERRORS as exc:
-        raise BrokerUnavailable(f"the job was not sent: {type(exc).__name__}: {exc}") from exc
+        raise BrokerUnavailable(f"{unsure}: {type(exc).__name__}: {exc}") from exc
     except RuntimeError as exc:
         if str(exc) != E_RETRY_LIMIT_EXCEEDED:
             raise
-        message = "the job was not sent: Redis did not answer the result store's reconnects"
-        raise BrokerUnavailable(message) from exc
+        raise BrokerUnavailable(f"{unsure}: the result store's reconnects failed") from exc
 
 
 class Client(Managed):
