@@ -32,6 +32,7 @@ from producer.handles import Handle, R, Schedule
 from producer.presence import held_ids
 
 Rows = dict[str, Any] | list[dict[str, Any]]
+INFO_RESEND_AFTER_S = 10.0
 
 # What a send raises when Redis does not answer: kombu's publish after its retries, or
 # Celery's result consumer after its reconnects (a RuntimeError, told apart by Celery's
@@ -154,10 +155,13 @@ class Client(Managed):
         return Handle(result.id, 0, time.monotonic(), result, ScoreChunkResult)
 
     def regressor_info(self, timeout_s: float = 30.0) -> RegressorInfo:
-        """What the serving regressor expects (features, version), asked of a worker."""
+        """What the serving regressor expects (features, version), asked of a worker.
+
+        Sent again if Redis loses it (a worker killed as it took the job): a bulk run
+        waits for this answer before anything else."""
         handle = self._send(MODEL_INFO_TASK, {}, self.queue, 0, RegressorInfo, None)
         try:
-            return handle.wait(timeout_s)
+            return handle.wait(timeout_s, resend_after_s=INFO_RESEND_AFTER_S)
         except JobTimeout:
             raise JobTimeout(f"no regression worker answered within {timeout_s} s") from None
 
