@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -67,49 +68,71 @@ def _wait_for(
         time.sleep(0.02)  # polling the file system for the run's progress, deadline-bounded
 
 
-def test_a_rollout_mid_run_gives_an_output_of_the_new_model_only(
+@dataclass
+class Rollout:
+    """One products file and the two model versions, ready for a run to roll out under."""
+
+    redis_server: RedisServer
+    env: dict[str, str]
+    second: Path
+    src: Path
+    out: Path
+    versions: tuple[str, str]
+
+    def run(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return _rollout(self.redis_server, self.env, self.second, self.src, self.out, *extra)
+
+
+@pytest.fixture()
+def rollout(
     redis_server: RedisServer,
     worker_env: dict[str, str],
     regressor_path: Path,
     second_model: Path,
     tmp_path: Path,
-) -> None:
-    env = {**worker_env, "INFERQ_REGRESSION_QUEUE": QUEUE}
+) -> Rollout:
     src = products(tmp_path / "in.csv", 1500, bad=False)
-    out = tmp_path / "out.csv"
-    result = _rollout(redis_server, env, second_model, src, out)
+    versions = (file_version(regressor_path), file_version(second_model))
+    env = {**worker_env, "INFERQ_REGRESSION_QUEUE": QUEUE}
+    return Rollout(redis_server, env, second_model, src, tmp_path / "out.csv", versions)
+
+
+def test_a_rollout_mid_run_gives_an_output_of_the_new_model_only(
+    rollout: Rollout, tmp_path: Path
+) -> None:
+    result = rollout.run()
     assert result.returncode == 0, result.stderr
-    v1, v2 = file_version(regressor_path), file_version(second_model)
+    v1, v2 = rollout.versions
     assert f"the model changed under the run ({v1} -> {v2})" in result.stderr
     local = tmp_path / "local.csv"
     in_process = subprocess.run(
-        [sys.executable, "-m", "inferq", "score", str(src), "-o", str(local), "--in-process"],
-        env={**cli_env(Settings.load({**env})), "INFERQ_REGRESSOR_PATH": str(second_model)},
+        [
+            sys.executable,
+            "-m",
+            "inferq",
+            "score",
+            str(rollout.src),
+            "-o",
+            str(local),
+            "--in-process",
+        ],
+        env={**cli_env(Settings.load(rollout.env)), "INFERQ_REGRESSOR_PATH": str(rollout.second)},
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert in_process.returncode == 0, in_process.stderr
-    got = pacsv.read_csv(out).column("earnings_usd").to_pylist()
+    got = pacsv.read_csv(rollout.out).column("earnings_usd").to_pylist()
     want = pacsv.read_csv(local).column("earnings_usd").to_pylist()
     assert len(got) == 1500
     # v2's dollars are 1.5 x v1's: a row of v1 would be 33% off, not a rounding error.
     assert max(abs(g - w) / w for g, w in zip(got, want, strict=True)) < 1e-4
 
 
-def test_with_fail_a_rollout_stops_the_run_naming_both_models(
-    redis_server: RedisServer,
-    worker_env: dict[str, str],
-    regressor_path: Path,
-    second_model: Path,
-    tmp_path: Path,
-) -> None:
-    env = {**worker_env, "INFERQ_REGRESSION_QUEUE": QUEUE}
-    src = products(tmp_path / "in.csv", 1500, bad=False)
-    out = tmp_path / "out.csv"
-    result = _rollout(redis_server, env, second_model, src, out, "--on-new-model", "fail")
+def test_with_fail_a_rollout_stops_the_run_naming_both_models(rollout: Rollout) -> None:
+    result = rollout.run("--on-new-model", "fail")
     assert result.returncode == 3, result.stderr
-    v1, v2 = file_version(regressor_path), file_version(second_model)
+    v1, v2 = rollout.versions
     assert f"expects model version {v1}; this worker serves {v2}" in result.stderr
-    assert not out.exists()
+    assert not rollout.out.exists()

@@ -28,6 +28,7 @@ from inferq.ops.worker_process import WorkerProcess
 from producer import Client
 from tests.support.delivery import rows
 from tests.support.harness import cli_env, run_inferq
+from tests.support.messages import real_envelope
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +37,7 @@ GOOD = rows(4)
 
 
 def _envelope(client: Client, store: redis.Redis) -> dict[str, Any]:
-    scratch = f"{QUEUE}-scratch-{uuid.uuid4().hex[:6]}"
-    client.app.send_task(PREDICT_TASK, kwargs={"rows": GOOD[0]}, queue=scratch)
-    raw = store.rpop(scratch)
-    assert isinstance(raw, bytes)
-    envelope: dict[str, Any] = json.loads(raw)
-    return envelope
+    return real_envelope(client, store, PREDICT_TASK, {"rows": GOOD[0]})
 
 
 def _broken(envelope: dict[str, Any]) -> dict[str, bytes]:

@@ -31,6 +31,7 @@ from inferq.ops.worker_process import WorkerProcess
 from producer import Client
 from producer.handles import failure
 from tests.support.delivery import held_by_redis, rows
+from tests.support.messages import real_envelope
 from tests.support.served import served_regressor
 
 pytestmark = pytest.mark.e2e
@@ -60,13 +61,7 @@ def fuzzed(
 
 
 def _template(client: Client, store: redis.Redis) -> dict[str, Any]:
-    """A real envelope of a good job, as kombu writes it (sent to a queue nobody reads)."""
-    scratch = f"test-fuzz-scratch-{uuid.uuid4().hex[:6]}"
-    client.app.send_task(PREDICT_TASK, kwargs={"rows": ROWS[0]}, queue=scratch)
-    raw = store.rpop(scratch)
-    assert isinstance(raw, bytes)
-    envelope: dict[str, Any] = json.loads(raw)
-    return envelope
+    return real_envelope(client, store, PREDICT_TASK, {"rows": ROWS[0]})
 
 
 @st.composite
