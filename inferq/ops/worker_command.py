@@ -33,14 +33,17 @@ def celery_worker_args(
     return ["worker", "-Q", ",".join(queues), "-n", nodename, "-l", loglevel, *CELERY_FLAGS, *extra]
 
 
-def celery_command(queues: Sequence[str], nodename: str, loglevel: str, *extra: str) -> list[str]:
-    """The whole `python -m celery -A worker worker ...` command line of one worker process."""
+def celery_command(
+    queues: Sequence[str], nodename: str, loglevel: str, *extra: str, app: str = "worker"
+) -> list[str]:
+    """The whole `python -m celery -A worker worker ...` command line of one worker process
+    (``app``: another Celery app, such as the benchmarks' plain one)."""
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "worker",
+        app,
         *celery_worker_args(queues, nodename, loglevel, *extra),
     ]
 
