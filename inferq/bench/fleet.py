@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from inferq.bench.hosts import SimHosts
 from inferq.bench.phases import BENCH_INCLUDE, log
@@ -54,10 +55,11 @@ def host_queues(queues: Mapping[int, Mapping[str, str]], host: int) -> list[str]
 
 @contextmanager
 def fleet(
-    hosts: SimHosts, url: str, spec: FleetSpec, counts: Sequence[int], cores: float
+    hosts: SimHosts, url: str, spec: FleetSpec, counts: Sequence[int], cores: float, logs: Path
 ) -> Iterator[Fleet]:
     """Start a worker on each host (uncapped, side by side), cap the hosts at ``cores``,
-    yield; stop every worker (warm) and lift the cap on the way out."""
+    yield; stop every worker (warm) and lift the cap on the way out. Worker logs go to
+    ``logs``; a worker that failed is named with its log's tail."""
     queues = fleet_queues(spec, counts, uuid.uuid4().hex[:6])
     largest = queues[max(counts)]
     env = {**spec.env, **{QUEUE_SETTINGS[q]: largest[q] for q in largest if q in QUEUE_SETTINGS}}
@@ -67,7 +69,10 @@ def fleet(
         argv = celery_command(
             host_queues(queues, host), f"{spec.name}-h{host}@%h", "WARNING", *extra, app=spec.app
         )
-        workers.append(WorkerProcess(url, env=env, argv=hosts.exec_argv(host, argv)))
+        log_path = logs / f"{spec.name}-h{host}.log"
+        workers.append(
+            WorkerProcess(url, env=env, argv=hosts.exec_argv(host, argv), log_path=log_path)
+        )
     try:
         hosts.cap(None)
         with ThreadPoolExecutor(len(workers)) as pool:
@@ -75,6 +80,10 @@ def fleet(
         hosts.cap(cores)
         log(f"{spec.name}: {len(workers)} hosts ready, each capped at {cores} core")
         yield Fleet(queues, workers)
+    except BaseException:
+        for host, worker in enumerate(workers, start=1):
+            log(f"{spec.name} host {host} log tail:\n{worker.log_tail(1500)}")
+        raise
     finally:
         for worker in workers:
             worker.close()

@@ -67,9 +67,12 @@ def score(spec: ProducerSpec) -> dict[str, Any]:
     assert spec.source is not None
     update = {"redis_url": spec.url, "regression_queue": spec.queue}
     with Client(Settings.load().model_copy(update=update)) as client:
-        scorer = QueueScorer(client, 600.0, reuse_stored=False)  # asks a worker: warm
+        # Asks a worker for the model (warms it). A chunk unanswered for 30 s is sent
+        # again: no chunk takes that long here, and a lost one then shows as a slow round
+        # rather than a stall of the client's default two minutes.
+        scorer = QueueScorer(client, 600.0, reuse_stored=False, resend_after_s=30.0)
         source = Path(spec.source)
-        output = source.with_name(f"scored-{os.getpid()}.csv")
+        output = source.with_name(f"scored-{os.getpid()}.csv")  # producers share a source
         cpu0, started = ready_then_wait()
         summary = score_file(source, output, scorer, ScoreOptions())
         done = time.monotonic()

@@ -34,16 +34,16 @@ from inferq.bench.hosts import SimHosts, why_no_hosts
 from inferq.bench.loadgen import ProducerSpec, run_producers
 from inferq.bench.phases import BENCH_NOOP_TASK, log
 from inferq.bench.scale_report import Round, machine_busy_s, redis_cpu_s, report
+from inferq.bench.scale_sizes import WORKLOADS, ScaleSizes
 from inferq.core.constants import CLASSIFY_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
 
-WORKLOADS = ("stream", "bulk", "vision", "celery_noop")
 # workload -> (fleet, logical queue, task, payload kind)
 JOB_WORKLOADS = {
     "stream": ("serving", "regression", PREDICT_TASK, "rows"),
     "bulk": ("bulk", "regression", SCORE_CHUNK_TASK, "file"),
-    "vision": ("serving", "vision", CLASSIFY_TASK, "image"),
+    "vision": ("vision", "vision", CLASSIFY_TASK, "image"),
     "celery_noop": ("plain", "noop", BENCH_NOOP_TASK, "rows"),
 }
 BULK_MAX_BATCH = 8192  # as `inferq bench bulk` runs its worker
@@ -51,26 +51,6 @@ BULK_MAX_BATCH = 8192  # as `inferq bench bulk` runs its worker
 
 class HostsUnavailable(RuntimeError):
     """Simulated hosts cannot be made here (no namespaces or no cgroup CPU cap)."""
-
-
-@dataclass(frozen=True)
-class ScaleSizes:
-    hosts: tuple[int, ...] = (1, 2, 4)
-    host_cpu: float = 0.25
-    producers: int = 2
-    jobs_per_host: int = 1500
-    images_per_host: int = 60
-    rows_per_host: int = 400_000
-    rounds: int = 2
-    workloads: tuple[str, ...] = WORKLOADS
-
-    def per_host(self, workload: str) -> int:
-        return {
-            "stream": self.jobs_per_host,
-            "celery_noop": self.jobs_per_host,
-            "vision": self.images_per_host,
-            "bulk": self.rows_per_host,
-        }[workload]
 
 
 @dataclass
@@ -130,13 +110,16 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def write_files(run: Run, work: Path) -> None:
-    """Each bulk producer's file for each host count (the count's rows, split)."""
+    """Each bulk producer's file for each host count (the count's rows, split); one file
+    per size, read by every producer whose share has that size."""
+    written: dict[int, str] = {}
     for count in run.sizes.hosts:
-        for i, rows in enumerate(split(run.sizes.rows_per_host * count, run.sizes.producers)):
-            folder = work / f"bulk-{count}-{i}"
-            folder.mkdir()
-            csv_path, _ = write_products(folder, rows)
-            run.files.setdefault(count, []).append(str(csv_path))
+        for rows in split(run.sizes.rows_per_host * count, run.sizes.producers):
+            if rows not in written:
+                folder = work / f"bulk-{rows}"
+                folder.mkdir()
+                written[rows] = str(write_products(folder, rows)[0])
+            run.files.setdefault(count, []).append(written[rows])
 
 
 def rounds_of(run: Run, workload: str, measure: Callable[[int], Round]) -> dict[int, list[Round]]:
@@ -156,8 +139,15 @@ def fleet_specs(run: Run) -> dict[str, FleetSpec]:
         "INFERQ_REGRESSOR_PATH": str(run.settings.regressor_path.resolve()),
         "INFERQ_MODELS_DIR": str(run.settings.models_dir.resolve()),
     }
+    # Vision workers hold two batches of images, not the default 2 x the regression batch
+    # (128 images, 8 batches): a host that grabbed 128 images at the end of a round would
+    # keep working while the others idle.
+    vision_slots = 2 * run.settings.vision_max_batch_size
     return {
-        "serving": FleetSpec("serving", ("regression", "vision"), model_env),
+        "serving": FleetSpec("serving", ("regression",), model_env),
+        "vision": FleetSpec(
+            "vision", ("vision",), {**model_env, "INFERQ_JOB_SLOTS": str(vision_slots)}
+        ),
         "plain": FleetSpec("plain", ("noop",), {}, app="inferq.bench.plain"),
         "bulk": FleetSpec(
             "bulk", ("regression",), {**model_env, "INFERQ_MAX_BATCH_SIZE": str(BULK_MAX_BATCH)}
@@ -174,7 +164,7 @@ def measure_fleet(run: Run, url: str, spec: FleetSpec, work: Path) -> dict[str, 
         log("writing the bulk producers' CSV files")
         write_files(run, work)
     results = {}
-    with fleet(run.hosts, url, spec, run.sizes.hosts, run.sizes.host_cpu) as fl:
+    with fleet(run.hosts, url, spec, run.sizes.hosts, run.sizes.host_cpu, work) as fl:
         for workload in wanted:
             warm(run, fl, workload)
             measure = functools.partial(job_round, run, fl, workload)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from inferq.bench.scale_sizes import DEFAULT as _SCALE
 from inferq.cli.settings import load_settings
 from inferq.core import exit_codes
 
@@ -80,13 +81,31 @@ def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Pat
 @bench.command("scale")
 @click.option("--hosts", "host_counts", default="1,2,4", show_default=True, help="Host counts.")
 @click.option(
-    "--host-cpu", default=0.25, show_default=True, type=click.FloatRange(0.01), help="Cores a host."
+    "--host-cpu",
+    default=_SCALE.host_cpu,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Each host's CPU cap, in cores.",
 )
-@click.option("--producers", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--jobs-per-host", default=1500, show_default=True, type=click.IntRange(1))
-@click.option("--images-per-host", default=60, show_default=True, type=click.IntRange(1))
-@click.option("--rows-per-host", default=400_000, show_default=True, type=click.IntRange(1))
-@click.option("--rounds", default=2, show_default=True, type=click.IntRange(1), help="Medians.")
+@click.option(
+    "--producers",
+    default=_SCALE.producers,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Producer processes (bulk: `inferq score` runs), outside the hosts.",
+)
+@click.option(
+    "--jobs-per-host", default=_SCALE.jobs_per_host, show_default=True, type=click.IntRange(1)
+)
+@click.option(
+    "--images-per-host", default=_SCALE.images_per_host, show_default=True, type=click.IntRange(1)
+)
+@click.option(
+    "--rows-per-host", default=_SCALE.rows_per_host, show_default=True, type=click.IntRange(1)
+)
+@click.option(
+    "--rounds", default=_SCALE.rounds, show_default=True, type=click.IntRange(1), help="Medians."
+)
 @click.option(
     "--workloads", default="stream,bulk,vision,celery_noop", show_default=True, help="Which to run."
 )
@@ -113,13 +132,13 @@ def bench_scale(
     """Throughput vs simulated hosts (namespaces with a CPU cap each), with plain Celery."""
     from inferq.bench.scale import (
         HostsUnavailable,
-        ScaleSizes,
         parse_hosts,
         parse_workloads,
         run_scale_bench,
     )
     from inferq.bench.scale_plot import plot
     from inferq.bench.scale_report import table
+    from inferq.bench.scale_sizes import ScaleSizes
 
     try:
         sizes = ScaleSizes(

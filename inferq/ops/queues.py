@@ -19,7 +19,7 @@ import redis
 from kombu.transport import redis as kombu_redis
 
 from inferq.core import exit_codes
-from inferq.core.broker import check_broker
+from inferq.core.broker import check_broker, redis_client
 from inferq.core.routing import queue_names
 from inferq.core.settings import Settings
 
@@ -54,12 +54,11 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
     except ValueError as exc:
         print(f"inferq queues: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    problem = check_broker(settings.broker_url, timeout_s)
+    problem = check_broker(settings, timeout_s)
     if problem is not None:
         print(f"inferq queues: broker unreachable: {problem}", file=sys.stderr)
         return exit_codes.BROKER
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=timeout_s)
-    with client:
+    with redis_client(settings, timeout_s) as client:
         found = depths(client, queues)
     if as_json:
         print(json.dumps(found))

@@ -61,11 +61,13 @@ class RedisServer(Managed):
         username: str | None = None,
         acl_rules: str = "~* &* +@all",
         bind: Sequence[str] = ("127.0.0.1",),
+        replica_of: int | None = None,
     ) -> None:
         self.port = port or free_port()
         # Other addresses (a benchmark's simulated hosts reach it over a bridge) come
         # after 127.0.0.1, which stays first: `url` and the readiness probe use it.
         self.bind = list(bind)
+        self.replica_of = replica_of  # the local port of the primary this one copies
         self.appendonly = appendonly
         self.password = password
         # With a username (and a password), an ACL user with ``acl_rules`` (Redis >= 6) is
@@ -97,6 +99,8 @@ class RedisServer(Managed):
             "--daemonize",
             "no",
         ]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         if self.bind != ["127.0.0.1"]:
             # Without a password Redis answers only loopback clients while protected.
             args += ["--protected-mode", "no"]

@@ -62,7 +62,7 @@ def preflight(settings: Settings, logical_queues: Sequence[str]) -> tuple[int, s
         check_files(settings, {QUEUE_MODELS[q] for q in logical_queues})
     except InferqError as exc:
         return exit_codes.MODEL, exc.message
-    problem = check_broker(settings.broker_url)
+    problem = check_broker(settings)
     if problem:
         hint = (
             "" if settings.redis_url else " (INFERQ_REDIS_URL is unset; `inferq redis` starts one)"
