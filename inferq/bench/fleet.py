@@ -85,6 +85,6 @@ def fleet(
             log(f"{spec.name} host {host} log tail:\n{worker.log_tail(1500)}")
         raise
     finally:
+        hosts.cap(None)  # first: a warm shutdown under the cap is slow
         for worker in workers:
             worker.close()
-        hosts.cap(None)

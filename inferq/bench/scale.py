@@ -110,16 +110,16 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def write_files(run: Run, work: Path) -> None:
-    """Each bulk producer's file for each host count (the count's rows, split); one file
-    per size, read by every producer whose share has that size."""
-    written: dict[int, str] = {}
+    """Each bulk producer's file for each host count (the count's rows, split). Files
+    differ in content: a chunk's task id comes from its file's digest, and two runs of
+    one file at once would share ids, and so results (each deletes what it collected)."""
     for count in run.sizes.hosts:
-        for rows in split(run.sizes.rows_per_host * count, run.sizes.producers):
-            if rows not in written:
-                folder = work / f"bulk-{rows}"
-                folder.mkdir()
-                written[rows] = str(write_products(folder, rows)[0])
-            run.files.setdefault(count, []).append(written[rows])
+        for i, rows in enumerate(split(run.sizes.rows_per_host * count, run.sizes.producers)):
+            folder = work / f"bulk-{count}-{i}"
+            folder.mkdir()
+            csv_path, parquet_path = write_products(folder, rows, seed=100 * count + i)
+            parquet_path.unlink()  # only the CSV is scored
+            run.files.setdefault(count, []).append(str(csv_path))
 
 
 def rounds_of(run: Run, workload: str, measure: Callable[[int], Round]) -> dict[int, list[Round]]:

@@ -45,6 +45,7 @@ class Round:
     failed: int
     send_rate: float | None  # jobs/s the producers sent at, all together
     hosts_cores: list[float]  # each host's CPU over the round, in cores
+    host_cpu_us_per_unit: float  # all hosts' CPU per job, image or row: the cost of one
     throttled_s: list[float]  # each host's time held back by its cap
     producers_cores: float
     producer_max_cores: float  # the busiest producer process
@@ -88,6 +89,7 @@ class Round:
             failed=failed,
             send_rate=None if send_rate is None else round(send_rate, 1),
             hosts_cores=hosts,
+            host_cpu_us_per_unit=round(sum(hosts) / rate * 1e6, 3),
             throttled_s=held,
             producers_cores=cores(sum(producer_cpu_s)),
             producer_max_cores=producer_max,
@@ -142,9 +144,9 @@ def report(
 def table(result: Mapping[str, Any]) -> str:
     """A Markdown table: each workload's rate, efficiency and CPU per party by host count."""
     lines = [
-        "| workload | hosts | rate | efficiency | host CPU (each, cores) | producers "
-        "(busiest) | redis | machine | saturated |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | hosts | rate | efficiency | host CPU (each, cores) | host CPU per unit (µs) "
+        "| producers (busiest) | redis | machine | saturated |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for workload, unit in result["units"].items():
         for n, rate in result[workload].items():
@@ -156,7 +158,8 @@ def table(result: Mapping[str, Any]) -> str:
             mark = f"**{party}** {load:.2f}" if load >= SATURATED_LOAD else f"{party} {load:.2f}"
             lines.append(
                 f"| {workload} | {n} | {rate:,.1f} {unit} | {result['efficiency'][workload][n]:.2f}"
-                f" | {hosts} | {cpu['producers_cores']:.2f} ({cpu['producer_max_cores']:.2f})"
+                f" | {hosts} | {cpu['host_cpu_us_per_unit']:,.1f}"
+                f" | {cpu['producers_cores']:.2f} ({cpu['producer_max_cores']:.2f})"
                 f" | {redis_cores} | {cpu['machine_cores']:.2f} | {mark} |"
             )
     return "\n".join(lines)

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return url or None
 
+    @field_validator("sentinel_master", "sentinel_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose writes `${SENTINEL_MASTER:-}` as an empty variable on a plain Redis.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _sentinel_settings_agree(self) -> Settings:
         if self.uses_sentinel and not self.sentinel_master:
