@@ -25,7 +25,13 @@ from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable, JobTimeout
 from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
-from tests.support.delivery import Outcomes, answered_within, executions, rows
+from tests.support.delivery import (
+    Outcomes,
+    answered_within,
+    drop_subscriptions,
+    executions,
+    rows,
+)
 from tests.support.sentinel import SentinelGroup, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -124,6 +130,9 @@ def test_primary_killed_mid_run_the_replica_takes_over_and_every_job_is_answered
             handle.resend()
         resent, still = answered_within(client, lost, 30)
         answered_s = last_answer - killed_at
+        # Results collected after the servers stop would unsubscribe from them, with
+        # Celery's patient reconnects (tests/support/delivery.py).
+        drop_subscriptions(client)
     assert not still, f"{len(still)} resent job(s) unanswered"
     outcomes |= resent
     assert sorted(outcomes) == sorted(h.id for h in handles)  # each job answered, once
