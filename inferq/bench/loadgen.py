@@ -19,10 +19,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from inferq.bench.phases import bench_app, collect, send_all
 from inferq.bench.stream import predict_payloads
@@ -36,6 +36,7 @@ from producer.client import Client
 # or one sample photo as base64 with top 5.
 # or a products file to score ("file": `source`, `jobs` is its row count).
 KINDS = ("rows", "image", "file")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,12 @@ class ProducerError(RuntimeError):
     """A producer process failed to start or to finish."""
 
 
-def run_producers(specs: Sequence[ProducerSpec]) -> tuple[float, list[dict[str, Any]]]:
+def run_producers(
+    specs: Sequence[ProducerSpec], mark: Callable[[], T] | None = None
+) -> tuple[list[T], list[dict[str, Any]]]:
     """Start one process per spec, wait until all are ready, then let them go together.
-    When the go was given (monotonic), and each producer's report."""
+    ``mark()`` (CPU counters, say) right before the go and right after the last report,
+    so start-up stays out of it; its two values, and each producer's report."""
     argv = [sys.executable, "-m", "inferq.bench.loadgen"]
     procs = [
         subprocess.Popen(
@@ -130,7 +134,7 @@ def run_producers(specs: Sequence[ProducerSpec]) -> tuple[float, list[dict[str, 
             assert p.stdout is not None
             if p.stdout.readline().strip() != "ready":
                 raise ProducerError(f"producer exited {p.wait()} before it was ready")
-        go_at = time.monotonic()
+        marks = [mark()] if mark is not None else []
         for p in procs:
             assert p.stdin is not None
             p.stdin.write("go\n")
@@ -141,7 +145,9 @@ def run_producers(specs: Sequence[ProducerSpec]) -> tuple[float, list[dict[str, 
             if p.returncode != 0:
                 raise ProducerError(f"producer exited {p.returncode}")
             reports.append(json.loads(out.strip().splitlines()[-1]))
-        return go_at, reports
+        if mark is not None:
+            marks.append(mark())
+        return marks, reports
     finally:
         for p in procs:
             if p.poll() is None:

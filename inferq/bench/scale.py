@@ -85,9 +85,7 @@ def job_round(run: Run, fl: Fleet, workload: str, count: int) -> Round:
         ProducerSpec(run.local_url, task, queue, kind, n, src)
         for n, src in zip(shares, sources, strict=True)
     ]
-    before = run.mark(count)
-    _, reports = run_producers(specs)
-    after = run.mark(count)
+    (before, after), reports = run_producers(specs, lambda: run.mark(count))
     start = min(r["started_at"] for r in reports)
     elapsed_s = max(r["done_at"] for r in reports) - start
     sent_s = max(r["sent_at"] for r in reports) - start

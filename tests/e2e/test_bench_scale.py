@@ -38,7 +38,7 @@ def test_bench_scale_measures_every_workload_on_capped_hosts(
     }
     out = tmp_path / "scale.json"
     argv = ["bench", "scale", "--hosts", "1,2", "--host-cpu", str(HOST_CPU), "--rounds", "1"]
-    argv += ["--jobs-per-host", "150", "--images-per-host", "8", "--rows-per-host", "50000"]
+    argv += ["--jobs-per-host", "150", "--images-per-host", "8", "--rows-per-host", "200000"]
     proc = run_inferq(*argv, "--json", "--out", str(out), env=env, timeout_s=450)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
