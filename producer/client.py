@@ -29,6 +29,7 @@ from inferq.core.processes import Managed
 from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable, InferqError, JobTimeout
 from producer.handles import Handle, R, Schedule
+from producer.presence import held_ids
 
 Rows = dict[str, Any] | list[dict[str, Any]]
 
@@ -41,15 +42,18 @@ _SEND_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.except
 
 def _sending(send: Callable[..., AsyncResult], **kwargs: Any) -> AsyncResult:
     """``send(**kwargs)``, with Redis being unreachable a typed BrokerUnavailable."""
+    # "May": a publish whose reply was lost may have reached Redis all the same, and a
+    # job sent before the result store's reconnects failed is queued. Sending it again
+    # under the same id is safe: one result key per id.
+    unsure = "Redis did not answer; the job may still have reached it (a resend is safe)"
     try:
         return send(**kwargs)
     except _SEND_ERRORS as exc:
-        raise BrokerUnavailable(f"the job was not sent: {type(exc).__name__}: {exc}") from exc
+        raise BrokerUnavailable(f"{unsure}: {type(exc).__name__}: {exc}") from exc
     except RuntimeError as exc:
         if str(exc) != E_RETRY_LIMIT_EXCEEDED:
             raise
-        message = "the job was not sent: Redis did not answer the result store's reconnects"
-        raise BrokerUnavailable(message) from exc
+        raise BrokerUnavailable(f"{unsure}: the result store's reconnects failed") from exc
 
 
 class Client(Managed):
@@ -89,7 +93,12 @@ class Client(Managed):
             result,
             parse,
             functools.partial(_sending, send, task_id=result.id),
+            queue,
+            functools.partial(self._holds, queue, result.id),
         )
+
+    def _holds(self, queue: str, task_id: str) -> bool:
+        return task_id in held_ids(self.app.backend.client, [queue])
 
     def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle[PredictResult]:
         """Send one prediction job of one row (a dict) or many rows (a list of dicts)."""
@@ -116,14 +125,17 @@ class Client(Managed):
         return self._send(CLASSIFY_TASK, kwargs, queue, 1, ClassifyResult, expires_s)
 
     def submit_chunk(
-        self, chunk_id: str, features: list[str], x: np.ndarray
+        self, chunk_id: str, features: list[str], x: np.ndarray, model_version: str | None = None
     ) -> Handle[ScoreChunkResult]:
         """Send one bulk chunk (rows x features raw values) as one compact message.
 
         Its task id is derived from ``chunk_id``: a chunk sent twice (a resumed run)
-        has one result key, so results are stored idempotently."""
-        kwargs = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
+        has one result key, so results are stored idempotently. With ``model_version``,
+        a worker serving another version refuses it (ModelVersionMismatch)."""
+        kwargs: dict[str, Any] = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
         kwargs.update(data=encode_matrix(x, "zlib"), compression="zlib")
+        if model_version is not None:
+            kwargs["model_version"] = model_version
         return self._send(
             SCORE_CHUNK_TASK,
             kwargs,
@@ -168,7 +180,9 @@ class Client(Managed):
 
         With ``resend_after_s``, jobs still unanswered after that long are sent again
         (same ids, so still one result each), then again after as long, until
-        ``timeout_s``: the cover for a job the broker lost with a killed worker."""
+        ``timeout_s``: the cover for a job the broker lost with a killed worker. Only
+        jobs Redis no longer holds (neither queued nor unacked) and that have no stored
+        result are sent again, so a long queue is never copied."""
         pending = {h.id: h for h in handles}
         schedule = Schedule.start(timeout_s, resend_after_s)
         while pending:
@@ -181,8 +195,7 @@ class Client(Managed):
             if not pending:
                 return
             if schedule.resend_due():
-                for handle in pending.values():
-                    handle.resend()
+                self._resend_lost(pending)
             wait_s = schedule.next_wait_s()
             if wait_s is None:
                 raise JobTimeout(f"{len(pending)} job(s) not finished within {timeout_s} s")
@@ -194,6 +207,20 @@ class Client(Managed):
                         return
             except CeleryTimeout:
                 pass  # a slice ended: read the store again, resend if due
+
+    def _resend_lost(self, pending: dict[str, Handle[R]]) -> None:
+        """Resend the pending jobs that Redis no longer holds and that have no result."""
+        queues = {h.queue for h in pending.values() if h.queue is not None}
+        held = held_ids(self.app.backend.client, queues)
+        lost = [task_id for task_id in pending if task_id not in held]
+        if not lost:
+            return
+        answered = {task_id for task_id, _ in self.app.backend.get_many(
+            lost, interval=0, max_iterations=1
+        )}  # fmt: skip
+        for task_id in lost:
+            if task_id not in answered:
+                pending[task_id].resend()
 
     @staticmethod
     def _answer(handle: Handle[R], meta: dict[str, Any]) -> tuple[Handle[R], R | InferqError]:

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import click
 
 from inferq.cli.settings import load_settings
+from inferq.cli.waiting import watching
 from inferq.core.contract import ClassifyResult, PredictResult
 from inferq.core.tables import TableError, iter_rows, read_header, require_columns
 from inferq.errors import InferqError, InvalidInput
@@ -29,8 +30,9 @@ def predict(
     """Predict earnings through the workers: JSON lines, or CSV with earnings_usd added."""
     if (json_text is None) == (csv_path is None):
         raise click.UsageError("give exactly one of --json or --csv")
+    settings = load_settings()
     try:
-        with Client(load_settings()) as client:
+        with Client(settings) as client, watching(settings, "regression"):
             if json_text is not None:
                 predict_json(client, json_text, sys.stdout, timeout_s)
             else:
@@ -47,7 +49,8 @@ def predict(
 @click.option("--timeout-s", default=120.0, show_default=True)
 def classify(images: tuple[Path, ...], top_k: int, as_json: bool, timeout_s: float) -> None:
     """Classify image files through the vision workers (top-k ImageNet labels)."""
-    with Client(load_settings()) as client:
+    settings = load_settings()
+    with Client(settings) as client, watching(settings, "vision"):
         failed = classify_files(
             client, list(images), sys.stdout, top_k=top_k, as_json=as_json, timeout_s=timeout_s
         )

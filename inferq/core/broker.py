@@ -9,8 +9,6 @@ kombu find it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import redis
@@ -28,15 +26,13 @@ def sentinel_addresses(url: str) -> list[tuple[str, int]]:
     return [(p.hostname or "localhost", p.port or SENTINEL_PORT) for p in parts]
 
 
-@contextmanager
-def redis_client(settings: Settings, timeout_s: float) -> Iterator[redis.Redis]:
-    """A client of the Redis that serves as broker: the URL's server, or the master the
-    Sentinels name now (looked up again on each new connection, so it follows a failover)."""
+def redis_client(settings: Settings, timeout_s: float) -> redis.Redis:
+    """A client of the broker's Redis, for commands that read it directly: the URL's
+    server, or the master the Sentinels name now (looked up again on each new
+    connection, so it follows a failover). ``close_client`` closes it."""
     timeouts = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
     if not settings.uses_sentinel:
-        with redis.Redis.from_url(settings.broker_url, **timeouts) as client:
-            yield client
-        return
+        return redis.Redis.from_url(settings.broker_url, **timeouts)
     first = urlparse(settings.broker_url.split(";")[0])
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinel_addresses(settings.broker_url),
@@ -46,13 +42,15 @@ def redis_client(settings: Settings, timeout_s: float) -> Iterator[redis.Redis]:
         db=int(first.path.strip("/") or 0),  # kombu and Celery read the first part's
         **timeouts,
     )
-    try:
-        master = sentinel.master_for(str(settings.sentinel_master))  # type: ignore[no-untyped-call]
-        with master as client:
-            yield client
-    finally:
-        for node in sentinel.sentinels:
-            node.close()
+    return sentinel.master_for(str(settings.sentinel_master))  # type: ignore[no-untyped-call,no-any-return]
+
+
+def close_client(client: redis.Redis) -> None:
+    """Close a ``redis_client``, and the connections it opened to the Sentinels."""
+    client.close()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for node in getattr(manager, "sentinels", ()):
+        node.close()
 
 
 def describe(settings: Settings) -> str:
@@ -68,9 +66,9 @@ def broker_refusal(settings: Settings, timeout_s: float = 5.0) -> tuple[bool, st
     may pass, which is why Celery itself keeps retrying a broker it cannot reach.
     """
     where = describe(settings)  # the password never reaches a message
+    client = redis_client(settings, timeout_s)
     try:
-        with redis_client(settings, timeout_s) as client:
-            client.ping()
+        client.ping()
     except redis.AuthenticationError as exc:
         hint = "check the user and password in INFERQ_REDIS_URL"
         if settings.uses_sentinel:
@@ -80,6 +78,8 @@ def broker_refusal(settings: Settings, timeout_s: float = 5.0) -> tuple[bool, st
         return True, f"Redis at {where} refused the worker's user: {exc}"
     except redis.RedisError as exc:  # a Sentinel that knows no such master too
         return False, f"cannot reach Redis at {where}: {exc}"
+    finally:
+        close_client(client)
     return None
 
 

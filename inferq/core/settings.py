@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     max_chunk_rows: int = Field(
         262_144, ge=1, description="Rows in one bulk-scoring chunk message, at most."
     )
+    max_message_bytes: int = Field(
+        48 * 1024 * 1024,
+        ge=1024,
+        description="A queue entry larger than this is dead-lettered before it is decoded.",
+    )
     result_ttl_s: int = Field(86_400, ge=1, description="How long results stay in Redis.")
     visibility_timeout_s: int = Field(
         3_600, ge=1, description="Unacked jobs of a lost worker are redelivered after this."
@@ -122,7 +127,9 @@ class Settings(BaseSettings):
         "free port); unset: no endpoint.",
     )
     metrics_host: str = Field(
-        "0.0.0.0", min_length=1, description="Address the metrics endpoint listens on."
+        "127.0.0.1",
+        min_length=1,
+        description="Address the metrics endpoint listens on (loopback unless opened up).",
     )
     process_index: int = Field(
         0,

@@ -31,7 +31,8 @@ from producer.handles import Handle
 # Errors of the workers rather than of the image: the chunk is left unscored (not
 # written), so that --resume tries it again.
 RETRYABLE = frozenset({"timeout", "worker_error", "model_unavailable", "inference_failed"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+# The formats workers decode (inferq.core.images.DEFAULT_FORMATS); TIFF is refused there.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 Outcome = Handle[ClassifyResult] | InferqError
 _Submitted = tuple[int, list[tuple[str, Outcome]]]  # a chunk's index and its images' jobs
 

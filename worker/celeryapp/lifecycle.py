@@ -28,6 +28,9 @@ from inferq.core.processes import announce
 from inferq.core.routing import models_for
 from inferq.core.settings import Settings
 from inferq.errors import InferqError
+from worker.celeryapp import refusal
+from worker.celeryapp.channel import ReconnectSafeChannel
+from worker.celeryapp.dead_letters import EntryGuard
 from worker.celeryapp.state import WorkerState
 from worker.loading.registry import check_files
 from worker.metrics import port_for
@@ -70,6 +73,10 @@ def on_worker_init(sender: Any, **_: Any) -> None:
     state = app.state = WorkerState.build(
         settings, models_for(set(app.amqp.queues.consume_from), settings)
     )
+    # kombu's channel class is where entries are checked; it gets this worker's limit and
+    # a way to answer the task id of an entry it dead-letters.
+    answer = functools.partial(refusal.answer_dead_letter, app)
+    ReconnectSafeChannel.guard = EntryGuard(settings.max_message_bytes, answer)
     # Before the models load: a port already taken fails the start in a second, not a minute.
     _start_metrics(sender, state)
     try:
