@@ -32,6 +32,7 @@ from producer.handles import Handle, R, Schedule
 from producer.presence import held_ids
 
 Rows = dict[str, Any] | list[dict[str, Any]]
+INFO_RESEND_AFTER_S = 10.0
 
 # What a send raises when Redis does not answer: kombu's publish after its retries, or
 # Celery's result consumer after its reconnects (a RuntimeError, told apart by Celery's
@@ -154,10 +155,13 @@ class Client(Managed):
         return Handle(result.id, 0, time.monotonic(), result, ScoreChunkResult)
 
     def regressor_info(self, timeout_s: float = 30.0) -> RegressorInfo:
-        """What the serving regressor expects (features, version), asked of a worker."""
+        """What the serving regressor expects (features, version), asked of a worker.
+
+        Sent again if Redis loses it (a worker killed as it took the job): a bulk run
+        waits for this answer before anything else."""
         handle = self._send(MODEL_INFO_TASK, {}, self.queue, 0, RegressorInfo, None)
         try:
-            return handle.wait(timeout_s)
+            return handle.wait(timeout_s, resend_after_s=INFO_RESEND_AFTER_S)
         except JobTimeout:
             raise JobTimeout(f"no regression worker answered within {timeout_s} s") from None
 
@@ -185,6 +189,7 @@ class Client(Managed):
         result are sent again, so a long queue is never copied."""
         pending = {h.id: h for h in handles}
         schedule = Schedule.start(timeout_s, resend_after_s)
+        suspects: set[str] = set()  # missing from Redis at the last resend round
         while pending:
             # Results already stored first, with one MGET: Celery's iter_native (5.7) never
             # yields a result whose message an earlier wait() read, and with one such in
@@ -195,7 +200,7 @@ class Client(Managed):
             if not pending:
                 return
             if schedule.resend_due():
-                self._resend_lost(pending)
+                suspects = self._resend_lost(pending, suspects)
             wait_s = schedule.next_wait_s()
             if wait_s is None:
                 raise JobTimeout(f"{len(pending)} job(s) not finished within {timeout_s} s")
@@ -208,19 +213,21 @@ class Client(Managed):
             except CeleryTimeout:
                 pass  # a slice ended: read the store again, resend if due
 
-    def _resend_lost(self, pending: dict[str, Handle[R]]) -> None:
-        """Resend the pending jobs that Redis no longer holds and that have no result."""
+    def _resend_lost(self, pending: dict[str, Handle[R]], suspects: set[str]) -> set[str]:
+        """Resend the pending jobs Redis held at neither this round nor the last, and that
+        have no result; the ids missing this round (the next round's suspects).
+
+        Two rounds, because a job is missing for a moment on its normal way: popped
+        from the queue, not yet recorded as unacked. A lost one stays missing."""
         queues = {h.queue for h in pending.values() if h.queue is not None}
         held = held_ids(self.app.backend.client, queues)
-        lost = [task_id for task_id in pending if task_id not in held]
-        if not lost:
-            return
-        answered = {task_id for task_id, _ in self.app.backend.get_many(
-            lost, interval=0, max_iterations=1
-        )}  # fmt: skip
-        for task_id in lost:
-            if task_id not in answered:
-                pending[task_id].resend()
+        missing = {task_id for task_id in pending if task_id not in held}
+        if missing:
+            answered = self.app.backend.get_many(list(missing), interval=0, max_iterations=1)
+            missing -= {task_id for task_id, _ in answered}
+        for task_id in missing & suspects:
+            pending[task_id].resend()
+        return missing
 
     @staticmethod
     def _answer(handle: Handle[R], meta: dict[str, Any]) -> tuple[Handle[R], R | InferqError]:

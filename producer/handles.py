@@ -66,6 +66,7 @@ class Handle(Generic[R]):
     queue: str | None = None  # the queue it was sent to
     # Whether Redis still holds it (queued or unacked): then it is not lost.
     _held: Callable[[], bool] | None = field(default=None, repr=False)
+    _suspect: bool = field(default=False, repr=False)  # missing at the last look
 
     def resend(self) -> None:
         """Send the same job again, with the same id: its result key stays one, so a job
@@ -75,14 +76,15 @@ class Handle(Generic[R]):
         self._send_again()
 
     def resend_if_lost(self) -> bool:
-        """Resend the job unless Redis still holds it or its result is stored; whether
-        it was resent."""
-        if self._held is not None and self._held():
-            return False
-        if self._result.state != "PENDING":  # answered meanwhile (read from the store)
-            return False
-        self.resend()
-        return True
+        """Resend the job if Redis held it neither now nor at the last call and its result
+        is not stored; whether it was resent. (Missing once is a job on its normal way,
+        popped and not yet recorded as unacked; missing twice is lost.)"""
+        missing = not (self._held is not None and self._held())
+        missing = missing and self._result.state == "PENDING"  # not answered meanwhile
+        lost, self._suspect = missing and self._suspect, missing
+        if lost:
+            self.resend()
+        return lost
 
     def forget(self) -> None:
         """Drop the stored result (once it is safely written elsewhere)."""

@@ -7,6 +7,7 @@ so either can be imported first.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -159,3 +160,33 @@ def bench_scale(
     _emit(result, as_json, out)
     click.echo(text, err=as_json)
     click.echo(no_plot or f"plot: {out.with_suffix('.png')}", err=True)
+
+
+@bench.command("soak")
+@click.option("--minutes", default=20.0, show_default=True, type=click.FloatRange(min=0.2))
+@click.option("--fault-every-s", default=20.0, show_default=True, type=click.FloatRange(min=2.0))
+@click.option("--stream-per-s", default=40.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--images-per-s", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--bulk-rows", default=20_000, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
+def bench_soak(
+    minutes: float,
+    fault_every_s: float,
+    stream_per_s: float,
+    images_per_s: float,
+    bulk_rows: int,
+    as_json: bool,
+    out: Path | None,
+) -> None:
+    """Mixed traffic under scheduled faults; every answer checked. Exit 1 if any was
+    wrong or lost."""
+    from inferq.bench.soak import SoakPlan, run_soak, table
+
+    plan = SoakPlan(minutes, fault_every_s, stream_per_s, images_per_s, bulk_rows)
+    report = run_soak(load_settings(), plan)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(json.dumps(report, indent=2) if as_json else table(report))
+    sys.exit(0 if report["ok"] else 1)

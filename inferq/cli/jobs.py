@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import click
 
 from inferq.cli.settings import load_settings
-from inferq.cli.waiting import watching
+from inferq.cli.waiting import RESEND_AFTER_S, watching
 from inferq.core.contract import ClassifyResult, PredictResult
 from inferq.core.tables import TableError, iter_rows, read_header, require_columns
 from inferq.errors import InferqError, InvalidInput
@@ -63,7 +63,7 @@ def predict_json(client: Client, text: str, out: TextIO, timeout_s: float) -> No
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"--json is not valid JSON: {exc}") from None
-    result = client.predict(rows, timeout_s)
+    result = client.submit(rows).wait(timeout_s, resend_after_s=RESEND_AFTER_S)
     for i, dollars in enumerate(result.earnings_usd):
         record = {"row": i, "earnings_usd": dollars, "model": result.model.model_dump()}
         out.write(json.dumps(record) + "\n")
@@ -99,7 +99,8 @@ def _collect(
     """Dollars for every row in file order; the first failure is raised with CSV line numbers."""
     start_of = {handle.id: start for start, handle in jobs}
     results: dict[int, list[float]] = {}
-    for handle, outcome in client.as_completed([h for _, h in jobs], timeout_s):
+    handles = [h for _, h in jobs]
+    for handle, outcome in client.as_completed(handles, timeout_s, resend_after_s=RESEND_AFTER_S):
         if isinstance(outcome, InferqError):
             raise _with_lines(outcome, start_of[handle.id])
         results[start_of[handle.id]] = outcome.earnings_usd
@@ -143,7 +144,7 @@ def classify_files(
         try:
             if isinstance(handle, InferqError):
                 raise handle
-            result = handle.wait(timeout_s)
+            result = handle.wait(timeout_s, resend_after_s=RESEND_AFTER_S)
             record["labels"] = [label.model_dump(exclude={"index"}) for label in result.labels]
         except InferqError as exc:
             failed += 1

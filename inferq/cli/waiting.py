@@ -22,6 +22,9 @@ from inferq.ops.health import collect, serving
 
 NOTICE_AFTER_S = 3.0
 ASK_TIMEOUT_S = 1.0
+# The commands' jobs are sent again this long after, if Redis has lost them (a worker
+# killed as it took one): only then, so a queue that is merely long is not copied.
+RESEND_AFTER_S = 30.0
 
 
 @contextmanager

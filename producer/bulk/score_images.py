@@ -34,6 +34,7 @@ RETRYABLE = frozenset({"timeout", "worker_error", "model_unavailable", "inferenc
 # The formats workers decode (inferq.core.images.DEFAULT_FORMATS); TIFF is refused there.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 Outcome = Handle[ClassifyResult] | InferqError
+RESEND_AFTER_S = 30.0  # sent again if Redis has lost it (docs/delivery.md)
 _Submitted = tuple[int, list[tuple[str, Outcome]]]  # a chunk's index and its images' jobs
 
 
@@ -125,7 +126,7 @@ def _finish(
         try:
             if isinstance(outcome, InferqError):
                 raise outcome
-            result = outcome.wait(timeout_s)
+            result = outcome.wait(timeout_s, resend_after_s=RESEND_AFTER_S)
             record["labels"] = [label.model_dump() for label in result.labels]
             record["model"] = result.model.model_dump()
         except InferqError as exc:

@@ -7,7 +7,6 @@ starts over on v2 (the default) or stops naming both versions (--on-new-model fa
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +16,8 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 
-from inferq.core.modelfile import file_version, read_meta, write_meta
-from inferq.core.scaling import MinMax
+from inferq.bench.soak_cluster import second_model as make_second_model
+from inferq.core.modelfile import file_version
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
@@ -34,13 +33,7 @@ FLAGS = ("--chunk-rows", "50", "--in-flight", "1")
 @pytest.fixture(scope="module")
 def second_model(regressor_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same network with another target scaler: another file, version and dollars."""
-    path = tmp_path_factory.mktemp("v2") / "regressor.h5"
-    shutil.copyfile(regressor_path, path)
-    meta = read_meta(path)
-    scaler = meta.target_scaler
-    faster = MinMax(min=scaler.min, scale=tuple(s / 1.5 for s in scaler.scale))
-    write_meta(path, meta.model_copy(update={"target_scaler": faster}))
-    return path
+    return make_second_model(regressor_path, tmp_path_factory.mktemp("v2"))
 
 
 def _rollout(
