@@ -16,11 +16,11 @@ from inferq.ops import dead_letters
 
 def _client(timeout_s: float = 5.0) -> redis.Redis:
     settings = load_settings()
-    problem = check_broker(settings.broker_url, timeout_s)
+    problem = check_broker(settings, timeout_s)
     if problem is not None:
         click.echo(f"inferq dead-letters: broker unreachable: {problem}", err=True)
         sys.exit(BROKER)
-    return redis_client(settings.broker_url, timeout_s)
+    return redis_client(settings, timeout_s)
 
 
 @click.group("dead-letters", invoke_without_command=True)

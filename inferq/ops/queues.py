@@ -45,11 +45,11 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
     except ValueError as exc:
         print(f"inferq queues: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    problem = check_broker(settings.broker_url, timeout_s)
+    problem = check_broker(settings, timeout_s)
     if problem is not None:
         print(f"inferq queues: broker unreachable: {problem}", file=sys.stderr)
         return exit_codes.BROKER
-    with redis_client(settings.broker_url, timeout_s) as client:
+    with redis_client(settings, timeout_s) as client:
         found = depths(client, queues)
     if as_json:
         print(json.dumps(found))

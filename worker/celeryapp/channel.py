@@ -132,9 +132,30 @@ class ReconnectSafeChannel(kombu_redis.Channel):
             self.guard.dead_letter(client, letter)
 
 
+class ReconnectSafeSentinelChannel(ReconnectSafeChannel, kombu_redis.SentinelChannel):
+    """The same fixes for ``sentinel://`` brokers. kombu's SentinelChannel asks the
+    Sentinels for the master each time it builds a pool, so a reconnect after a failover
+    finds the promoted replica, and the one client follows the pool as above. It reads
+    the Sentinels' addresses from ``transport.client.alt`` as well as ``_connparams``:
+    after a failover the race of the module's docstring meets it there too (an ack's
+    pool built on a detached transport: ``'NoneType' object has no attribute 'alt'``)."""
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport.client is not None:
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        transport.client = self._opened_with  # lent back for this one call, as above
+        try:
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        finally:
+            transport.client = None
+
+
 def install() -> None:
-    """Make kombu's Redis transports (``redis://`` and ``rediss://``) open safe channels."""
+    """Make kombu's Redis transports (``redis://``, ``rediss://``, ``sentinel://``) open
+    safe channels."""
     if not kombu.__version__.startswith(_TESTED_MAJOR):
         found = kombu.__version__
         raise RuntimeError(f"worker.celeryapp.channel was checked against kombu 5.x, not {found}")
     kombu_redis.Transport.Channel = ReconnectSafeChannel
+    kombu_redis.SentinelTransport.Channel = ReconnectSafeSentinelChannel

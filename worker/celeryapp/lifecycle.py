@@ -65,7 +65,7 @@ def _uses_prefork(worker: Any) -> bool:
 def on_worker_init(sender: Any, **_: Any) -> None:
     app = sender.app
     settings: Settings = app.settings
-    refused = broker_refusal(settings.broker_url)
+    refused = broker_refusal(settings)
     if refused is not None and refused[0]:
         # Bad credentials never get better: fail now rather than let Celery retry forever.
         # (An unreachable Redis may come back, so that case is left to Celery's retries.)
