@@ -187,7 +187,10 @@ class _Run:
         else:  # a header-only or empty file: no feature columns to read
             parsed = Parsed(np.zeros((0, len(features))), [], np.zeros(0, dtype=bool))
         x = parsed.values if parsed.ok_rows.all() else parsed.values[parsed.ok_rows]
-        cid = chunk_id(self.digest, self.options.chunk_rows, chunk.index, self.scorer.version)
+        cid = chunk_id(
+            self.digest, self.options.chunk_rows, chunk.index, self.scorer.version,
+            str(self.summary.output.resolve()),
+        )  # fmt: skip
         ticket = self.scorer.submit(cid, x) if len(x) else None
         return _InFlight(chunk, parsed, ticket)
 

@@ -158,3 +158,23 @@ def test_wrong_columns_and_empty_files_through_the_cli(
     result = _score(settings, str(header_only), "-o", str(tmp_path / "h.parquet"))
     assert result.returncode == 0, result.stderr
     assert pq.read_table(tmp_path / "h.parquet").num_rows == 0
+
+
+def test_two_runs_of_one_input_side_by_side_do_not_stall_each_other(
+    worker: WorkerProcess, settings: Settings, tmp_path: Path
+) -> None:
+    # Chunk ids used to come from the input alone: each run deleted results the other
+    # was waiting for, which then waited until its resend (120 s by default).
+    src = products(tmp_path / "in.csv", 4000, bad=False)
+    flags = ("--chunk-rows", "200", "--in-flight", "2", "--resend-after-s", "600")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "inferq", "score", str(src), "-o", str(tmp_path / name), *flags],
+            env=cli_env(settings), stderr=subprocess.PIPE, text=True,
+        )
+        for name in ("a.csv", "b.csv")
+    ]  # fmt: skip
+    for run in runs:
+        _, stderr = run.communicate(timeout=90)  # a stall would wait out the 600 s resend
+        assert run.returncode == 0, stderr
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
