@@ -4,6 +4,7 @@
     python3.11 dev.py demo    # venv, install, build models, Redis, worker, predictions
     python3.11 dev.py test    # venv, install, ruff, mypy, import layers, the test suite
     python3.11 dev.py bench   # venv, install, build models, `inferq bench stream`
+    python3.11 dev.py fuzz N  # the queue fuzzer against a live worker, N examples
 
 Standard library only: it runs before anything is installed.
 """
@@ -77,6 +78,11 @@ def main(argv: list[str]) -> None:
         ensure_venv()
         build_models()
         run(BIN / "inferq", "bench", "stream", "--json", "--out", "bench-results/stream.json")
+    elif command == "fuzz":
+        ensure_venv()
+        # The suite runs a few examples; this runs as many as asked (default 2000).
+        os.environ["FUZZ_EXAMPLES"] = argv[1] if len(argv) > 1 else "2000"
+        run(BIN / "pytest", "-q", "tests/faults/test_fuzz_queue.py")
     elif command == "install":
         ensure_venv()
     else:

@@ -46,14 +46,28 @@ class InferqError(Exception):
         return "\n".join(lines)
 
 
+# An error lists its first problems, and counts the rest (``errors_omitted``): a job
+# with a million bad fields gets a small answer, not a million dicts.
+MAX_FIELD_ERRORS = 100
+
+
 class InvalidInput(InferqError):
     """The payload broke the contract; ``errors`` says which row and field."""
 
     code = "invalid_input"
 
     @classmethod
-    def with_errors(cls, message: str, errors: list[dict[str, Any]]) -> InvalidInput:
-        return cls({"code": cls.code, "message": message, "errors": errors})
+    def with_errors(
+        cls, message: str, errors: list[dict[str, Any]], *, omitted: int = 0
+    ) -> InvalidInput:
+        """``errors`` beyond the first MAX_FIELD_ERRORS are counted, not listed; so are
+        ``omitted`` more that the caller counted without building them."""
+        info: dict[str, Any] = {"code": cls.code, "message": message}
+        info["errors"] = errors[:MAX_FIELD_ERRORS]
+        omitted += max(len(errors) - MAX_FIELD_ERRORS, 0)
+        if omitted:
+            info["errors_omitted"] = omitted
+        return cls(info)
 
     @classmethod
     def single(cls, field: str | None, code: str, message: str) -> InvalidInput:
@@ -73,6 +87,20 @@ class InferenceFailed(InferqError):
     """The forward pass raised or returned the wrong number of outputs."""
 
     code = "inference_failed"
+
+
+class ModelVersionMismatch(InferqError):
+    """The job names the model version it was made for, and this worker serves another.
+
+    Not a failure to retry blindly: the producer's run belongs to one model. ``info``
+    carries ``expected`` (the job's) and ``served`` (the worker's) versions."""
+
+    code = "model_version_mismatch"
+
+    @classmethod
+    def between(cls, expected: str, served: str) -> ModelVersionMismatch:
+        message = f"the job expects model version {expected}; this worker serves {served}"
+        return cls({"code": cls.code, "message": message, "expected": expected, "served": served})
 
 
 class ModelFileError(InferqError):

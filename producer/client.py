@@ -44,8 +44,10 @@ from inferq.core.processes import Managed
 from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable, InferqError, JobTimeout
 from producer.handles import Handle, R, Schedule
+from producer.presence import held_ids
 
 Rows = dict[str, Any] | list[dict[str, Any]]
+INFO_RESEND_AFTER_S = 10.0
 
 # What a send raises when Redis does not answer: kombu's publish after its retries, or
 # Celery's result consumer after its reconnects (a RuntimeError, told apart by Celery's
@@ -56,15 +58,18 @@ _SEND_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.except
 
 def _sending(send: Callable[..., AsyncResult], **kwargs: Any) -> AsyncResult:
     """``send(**kwargs)``, with Redis being unreachable a typed BrokerUnavailable."""
+    # "May": a publish whose reply was lost may have reached Redis all the same, and a
+    # job sent before the result store's reconnects failed is queued. Sending it again
+    # under the same id is safe: one result key per id.
+    unsure = "Redis did not answer; the job may still have reached it (a resend is safe)"
     try:
         return send(**kwargs)
     except _SEND_ERRORS as exc:
-        raise BrokerUnavailable(f"the job was not sent: {type(exc).__name__}: {exc}") from exc
+        raise BrokerUnavailable(f"{unsure}: {type(exc).__name__}: {exc}") from exc
     except RuntimeError as exc:
         if str(exc) != E_RETRY_LIMIT_EXCEEDED:
             raise
-        message = "the job was not sent: Redis did not answer the result store's reconnects"
-        raise BrokerUnavailable(message) from exc
+        raise BrokerUnavailable(f"{unsure}: the result store's reconnects failed") from exc
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,12 @@ class Client(Managed):
             result,
             parse,
             functools.partial(_sending, send, task_id=result.id),
+            queue,
+            functools.partial(self._holds, queue, result.id),
         )
+
+    def _holds(self, queue: str, task_id: str) -> bool:
+        return task_id in held_ids(self.app.backend.client, [queue])
 
     def submit(self, rows: Rows, *, expires_s: float | None = None) -> Handle[PredictResult]:
         """Send one prediction job of one row (a dict) or many rows (a list of dicts)."""
@@ -180,14 +190,17 @@ class Client(Managed):
         return self._send(CLASSIFY_CHUNK_TASK, kwargs, queue, size, ClassifyChunkResult, expires_s)
 
     def submit_chunk(
-        self, chunk_id: str, features: list[str], x: np.ndarray
+        self, chunk_id: str, features: list[str], x: np.ndarray, model_version: str | None = None
     ) -> Handle[ScoreChunkResult]:
         """Send one bulk chunk (rows x features raw values) as one compact message.
 
         Its task id is derived from ``chunk_id``: a chunk sent twice (a resumed run)
-        has one result key, so results are stored idempotently."""
-        kwargs = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
+        has one result key, so results are stored idempotently. With ``model_version``,
+        a worker serving another version refuses it (ModelVersionMismatch)."""
+        kwargs: dict[str, Any] = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
         kwargs.update(data=encode_matrix(x, "zlib"), compression="zlib")
+        if model_version is not None:
+            kwargs["model_version"] = model_version
         return self._send(
             SCORE_CHUNK_TASK,
             kwargs,
@@ -206,10 +219,13 @@ class Client(Managed):
         return Handle(result.id, 0, time.monotonic(), result, ScoreChunkResult)
 
     def regressor_info(self, timeout_s: float = 30.0) -> RegressorInfo:
-        """What the serving regressor expects (features, version), asked of a worker."""
+        """What the serving regressor expects (features, version), asked of a worker.
+
+        Sent again if Redis loses it (a worker killed as it took the job): a bulk run
+        waits for this answer before anything else."""
         handle = self._send(MODEL_INFO_TASK, {}, self.queue, 0, RegressorInfo, None)
         try:
-            return handle.wait(timeout_s)
+            return handle.wait(timeout_s, resend_after_s=INFO_RESEND_AFTER_S)
         except JobTimeout:
             raise JobTimeout(f"no regression worker answered within {timeout_s} s") from None
 
@@ -232,9 +248,12 @@ class Client(Managed):
 
         With ``resend_after_s``, jobs still unanswered after that long are sent again
         (same ids, so still one result each), then again after as long, until
-        ``timeout_s``: the cover for a job the broker lost with a killed worker."""
+        ``timeout_s``: the cover for a job the broker lost with a killed worker. Only
+        jobs Redis no longer holds (neither queued nor unacked) and that have no stored
+        result are sent again, so a long queue is never copied."""
         pending = {h.id: h for h in handles}
         schedule = Schedule.start(timeout_s, resend_after_s)
+        suspects: set[str] = set()  # missing from Redis at the last resend round
         while pending:
             # Results already stored first, with one MGET: Celery's iter_native (5.7) never
             # yields a result whose message an earlier wait() read, and with one such in
@@ -245,8 +264,7 @@ class Client(Managed):
             if not pending:
                 return
             if schedule.resend_due():
-                for handle in pending.values():
-                    handle.resend()
+                suspects = self._resend_lost(pending, suspects)
             wait_s = schedule.next_wait_s()
             if wait_s is None:
                 raise JobTimeout(f"{len(pending)} job(s) not finished within {timeout_s} s")
@@ -258,6 +276,22 @@ class Client(Managed):
                         return
             except CeleryTimeout:
                 pass  # a slice ended: read the store again, resend if due
+
+    def _resend_lost(self, pending: dict[str, Handle[R]], suspects: set[str]) -> set[str]:
+        """Resend the pending jobs Redis held at neither this round nor the last, and that
+        have no result; the ids missing this round (the next round's suspects).
+
+        Two rounds, because a job is missing for a moment on its normal way: popped
+        from the queue, not yet recorded as unacked. A lost one stays missing."""
+        queues = {h.queue for h in pending.values() if h.queue is not None}
+        held = held_ids(self.app.backend.client, queues)
+        missing = {task_id for task_id in pending if task_id not in held}
+        if missing:
+            answered = self.app.backend.get_many(list(missing), interval=0, max_iterations=1)
+            missing -= {task_id for task_id, _ in answered}
+        for task_id in missing & suspects:
+            pending[task_id].resend()
+        return missing
 
     @staticmethod
     def _answer(handle: Handle[R], meta: dict[str, Any]) -> tuple[Handle[R], R | InferqError]:

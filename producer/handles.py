@@ -63,13 +63,28 @@ class Handle(Generic[R]):
     _result: AsyncResult = field(repr=False)
     _parse: type[R] = field(repr=False)
     _send_again: Callable[[], object] | None = field(default=None, repr=False)
+    queue: str | None = None  # the queue it was sent to
+    # Whether Redis still holds it (queued or unacked): then it is not lost.
+    _held: Callable[[], bool] | None = field(default=None, repr=False)
+    _suspect: bool = field(default=False, repr=False)  # missing at the last look
 
     def resend(self) -> None:
         """Send the same job again, with the same id: its result key stays one, so a job
-        that was lost (see README, "Delivery guarantees") ends with one result."""
+        that was lost (docs/delivery.md) ends with one result."""
         if self._send_again is None:
             raise RuntimeError(f"job {self.id} cannot be resent from this handle")
         self._send_again()
+
+    def resend_if_lost(self) -> bool:
+        """Resend the job if Redis held it neither now nor at the last call and its result
+        is not stored; whether it was resent. (Missing once is a job on its normal way,
+        popped and not yet recorded as unacked; missing twice is lost.)"""
+        missing = not (self._held is not None and self._held())
+        missing = missing and self._result.state == "PENDING"  # not answered meanwhile
+        lost, self._suspect = missing and self._suspect, missing
+        if lost:
+            self.resend()
+        return lost
 
     def forget(self) -> None:
         """Drop the stored result (once it is safely written elsewhere)."""
@@ -79,7 +94,8 @@ class Handle(Generic[R]):
         """The job's result, or its typed error raised (JobTimeout if none came in time).
 
         With ``resend_after_s``, the job is sent again (same id) each time that long
-        passes without a result, until ``timeout_s``: as in ``Client.as_completed``."""
+        passes without a result while Redis no longer holds it, until ``timeout_s``: as
+        in ``Client.as_completed``."""
         schedule = Schedule.start(timeout_s, resend_after_s)
         while (wait_s := schedule.next_wait_s()) is not None:
             try:
@@ -87,7 +103,7 @@ class Handle(Generic[R]):
                 value = self._result.get(timeout=wait_s, propagate=False)
             except CeleryTimeout:
                 if schedule.resend_due():
-                    self.resend()
+                    self.resend_if_lost()
                 continue
             return self.outcome(self._result.state, value)
         raise JobTimeout(f"job {self.id}: no result within {timeout_s} s")

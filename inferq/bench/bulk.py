@@ -33,9 +33,9 @@ from inferq.ops.worker_process import WorkerProcess
 from inferq.tools.sample_data import generate
 
 
-def write_products(directory: Path, rows: int) -> tuple[Path, Path]:
+def write_products(directory: Path, rows: int, seed: int = 11) -> tuple[Path, Path]:
     """The same N products (features only) as CSV and as Parquet."""
-    cols = generate(rows, seed=11)
+    cols = generate(rows, seed=seed)
     cols.pop(COURSE_TARGET)
     table = pa.table(cols)
     csv_path, parquet_path = directory / "products.csv", directory / "products.parquet"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from celery import Celery
-from celery.result import ResultSet
+from celery.result import AsyncResult, ResultSet
 
 from inferq.core.celery_config import celery_config
 from inferq.core.settings import Settings
@@ -22,7 +22,7 @@ BENCH_INCLUDE = ("--include", "inferq.bench.tasks")
 
 
 def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def bench_app(settings: Settings, redis_url: str) -> Celery:
@@ -42,6 +42,32 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def send_all(
+    app: Celery, task: str, queue: str, payloads: list[dict[str, Any]]
+) -> tuple[list[AsyncResult], dict[str, float]]:
+    """Send every job at once; their results and when each was sent."""
+    sent: dict[str, float] = {}
+    results = []
+    for kwargs in payloads:
+        r = app.send_task(task, kwargs=kwargs, queue=queue, argsrepr="()", kwargsrepr="{}")
+        sent[r.id] = time.perf_counter()
+        results.append(r)
+    return results, sent
+
+
+def collect(
+    app: Celery, results: list[AsyncResult], sent: dict[str, float]
+) -> tuple[list[float], list[int], int]:
+    """Every result as it lands: latencies (ms), rows of the batch each job shared, failures."""
+    latencies, batch_rows, failed = [], [], 0
+    for task_id, meta in ResultSet(results, app=app).iter_native(timeout=600):
+        latencies.append((time.perf_counter() - sent[task_id]) * 1000)
+        failed += meta["status"] != "SUCCESS"
+        if isinstance(meta["result"], dict) and "batch" in meta["result"]:
+            batch_rows.append(meta["result"]["batch"]["rows"])
+    return latencies, batch_rows, failed
+
+
 def run_phase(
     app: Celery,
     task: str,
@@ -52,19 +78,8 @@ def run_phase(
     """Send every job, then collect results as they land; jobs/s, latency percentiles and
     (given its pid) the worker's CPU per job: where the time goes."""
     cpu_before = cpu_seconds(worker_pid)
-    sent: dict[str, float] = {}
-    results = []
     start = time.perf_counter()
-    for kwargs in payloads:
-        r = app.send_task(task, kwargs=kwargs, queue=queue, argsrepr="()", kwargsrepr="{}")
-        sent[r.id] = time.perf_counter()
-        results.append(r)
-    latencies, batch_rows, failed = [], [], 0
-    for task_id, meta in ResultSet(results, app=app).iter_native(timeout=600):
-        latencies.append((time.perf_counter() - sent[task_id]) * 1000)
-        failed += meta["status"] != "SUCCESS"
-        if isinstance(meta["result"], dict) and "batch" in meta["result"]:
-            batch_rows.append(meta["result"]["batch"]["rows"])
+    latencies, batch_rows, failed = collect(app, *send_all(app, task, queue, payloads))
     elapsed = time.perf_counter() - start
     cpu_after = cpu_seconds(worker_pid)
     cpu_ms = None

@@ -1,292 +1,224 @@
-"""`inferq bench scale`: stream jobs/s and bulk rows/s with one worker process and with two.
+"""`inferq bench scale`: throughput against the number of simulated worker hosts.
 
-Each side (stream, then bulk) starts two worker processes on one Redis: the threads-pool
-Celery worker that `inferq worker` runs, each with its own node name and its own copy
-of the model. There are two private queues: the first process consumes both, the second
-only the shared one. Jobs sent to the solo queue are served by one process, jobs sent
-to the shared queue by both. So 1-worker and 2-worker rounds alternate on the same warm
-processes: a burst of load elsewhere on the machine hits both sides of the ratio, and
-TensorFlow is not restarted in between. (During a 1-worker round the second process is
-idle: it waits on the shared queue and sends heartbeats.)
+Each host is a network namespace whose processes run under a CPU cap (inferq.bench.hosts);
+Redis and the producers run outside, uncapped, so the hosts are the party that runs
+out first and the curve shows what one more host adds. For each host count, in one
+run, on the same warm worker processes (inferq.bench.fleet):
 
-Where the time goes: over each round, the CPU seconds of each worker process, of the
-client (this process on the stream side; the `inferq score` child on the bulk side,
-less its start-up) and of redis-server (from its own INFO, so a remote Redis reports
-too), divided by the jobs or rows of the round.
+- ``stream``: one-row ``predict_earnings`` jobs/s from several producer processes;
+- ``vision``: ``classify_image`` images/s, likewise;
+- ``celery_noop``: the anchor, a plain Celery app's no-op task (inferq.bench.plain)
+  under the same caps and the same producers;
+- ``bulk``: rows/s of ``inferq score`` on a generated CSV.
+
+Each measurement also records the CPU each party used (every host's cgroup, the
+producers, redis-server from its own INFO, the whole machine from /proc/stat), so the
+report can say which party ran out first (inferq.bench.scale_report).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import redis
-from celery import Celery
 
-from inferq.bench.bulk import run_score, write_products
-from inferq.bench.phases import bench_app, cpu_seconds, log, median_round, run_phase
-from inferq.bench.stream import WARMUP_JOBS, predict_payloads
-from inferq.core.constants import PREDICT_TASK
+from inferq.bench.bulk import write_products
+from inferq.bench.fleet import Fleet, FleetSpec, fleet
+from inferq.bench.hosts import SimHosts, why_no_hosts
+from inferq.bench.loadgen import ProducerSpec, run_producers
+from inferq.bench.phases import BENCH_NOOP_TASK, log
+from inferq.bench.scale_report import Round, machine_busy_s, redis_cpu_s, report
+from inferq.bench.scale_sizes import WORKLOADS, ScaleSizes
+from inferq.core.constants import CLASSIFY_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 from inferq.core.settings import Settings
-from inferq.ops.redis_server import redis_url_or_own
-from inferq.ops.worker_command import celery_command
-from inferq.ops.worker_process import WorkerProcess
+from inferq.ops.redis_server import RedisServer
 
-# A few small chunks: warms both bulk workers and measures the client's start-up CPU,
-# which is then taken off each bulk round's client CPU.
-WARM_ROWS, WARM_CHUNK_ROWS = 200, 50
-
-Round = dict[str, Any]
-Rounds = dict[int, list[Round]]  # worker processes -> that count's rounds, in order
-
-
-@dataclass(frozen=True)
-class BulkSizes:
-    rows: int
-    chunk_rows: int = 16_384
-    in_flight: int = 4
-    max_batch: int = 8192
-
-    def flags(self) -> tuple[str, ...]:
-        return ("--chunk-rows", str(self.chunk_rows), "--in-flight", str(self.in_flight))
+# workload -> (fleet, logical queue, task, payload kind)
+JOB_WORKLOADS = {
+    "stream": ("serving", "regression", PREDICT_TASK, "rows"),
+    "bulk": ("bulk", "regression", SCORE_CHUNK_TASK, "file"),
+    "vision": ("vision", "vision", CLASSIFY_TASK, "image"),
+    "celery_noop": ("plain", "noop", BENCH_NOOP_TASK, "rows"),
+}
+BULK_MAX_BATCH = 8192  # as `inferq bench bulk` runs its worker
 
 
-@dataclass(frozen=True)
-class Pair:
-    """Two running worker processes: `solo_queue` served by the first, `shared_queue` by both."""
-
-    solo_queue: str
-    shared_queue: str
-    pids: tuple[int, ...]
-
-    def queue_for(self, workers: int) -> str:
-        return self.solo_queue if workers == 1 else self.shared_queue
+class HostsUnavailable(RuntimeError):
+    """Simulated hosts cannot be made here (no namespaces or no cgroup CPU cap)."""
 
 
-@contextmanager
-def worker_pair(url: str, side: str, env: dict[str, str]) -> Iterator[Pair]:
-    """Start the two worker processes of one side; stop both (warm shutdown) on exit."""
-    tag = uuid.uuid4().hex[:8]
-    solo, shared = f"bench-{tag}-{side}-solo", f"bench-{tag}-{side}-shared"
-    # A worker loads the regressor when it consumes the configured regression queue.
-    env = {**env, "INFERQ_REGRESSION_QUEUE": shared}
-    with ExitStack() as stack:
-        pids = []
-        for index, queues in enumerate(([solo, shared], [shared]), start=1):
-            node = f"scale-{side}-{index}-{tag}@%h"
-            argv = celery_command(queues, node, "WARNING")
-            pids.append(stack.enter_context(WorkerProcess(url, env=env, argv=argv)).pid)
-        log(f"{side}: worker processes ready (pids {pids[0]}, {pids[1]})")
-        yield Pair(solo, shared, tuple(pids))
+@dataclass
+class Run:
+    """What every measurement of one run shares."""
+
+    hosts: SimHosts
+    rds: redis.Redis
+    local_url: str  # Redis as the producers reach it
+    sizes: ScaleSizes
+    settings: Settings
+    files: dict[int, list[str]] = field(default_factory=dict)  # bulk: count -> its files
+
+    def mark(self, count: int) -> dict[str, Any]:
+        groups = [self.hosts.group(i) for i in range(1, count + 1)]
+        return {
+            "hosts": [g.usage_s() for g in groups],
+            "throttled": [g.throttled()[1] for g in groups],
+            "redis": redis_cpu_s(self.rds),
+            "machine": machine_busy_s(),
+        }
 
 
-@dataclass(frozen=True)
-class CpuMark:
-    """CPU seconds used so far by each worker process and by redis-server."""
-
-    workers: tuple[float | None, ...]
-    redis: float | None
-
-
-def redis_cpu_s(client: redis.Redis) -> float | None:
-    try:
-        # redis-py types its sync and asyncio clients as one: this one returns a dict.
-        info = cast("dict[str, Any]", client.info("cpu"))
-    except redis.RedisError:
-        return None  # e.g. an ACL user without INFO: the figure is left out, not faked
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-
-def cpu_mark(pids: Sequence[int], client: redis.Redis) -> CpuMark:
-    return CpuMark(tuple(cpu_seconds(pid) for pid in pids), redis_cpu_s(client))
-
-
-def _delta(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
-
-
-def _per(seconds: float | None, units: int, scale: float) -> float | None:
-    return None if seconds is None else round(seconds / units * scale, 3)
+def job_round(run: Run, fl: Fleet, workload: str, count: int) -> Round:
+    """Every producer sends its share at once (or scores its file); all results read."""
+    _, logical, task, kind = JOB_WORKLOADS[workload]
+    total = run.sizes.per_host(workload) * count
+    shares = split(total, run.sizes.producers)
+    queue = fl.queue(count, logical)
+    sources = run.files.get(count, [None] * len(shares))
+    specs = [
+        ProducerSpec(run.local_url, task, queue, kind, n, src)
+        for n, src in zip(shares, sources, strict=True)
+    ]
+    (before, after), reports = run_producers(specs, lambda: run.mark(count))
+    start = min(r["started_at"] for r in reports)
+    elapsed_s = max(r["done_at"] for r in reports) - start
+    sent_s = max(r["sent_at"] for r in reports) - start
+    return Round.of(
+        rate=total / elapsed_s,
+        elapsed_s=elapsed_s,
+        before=before,
+        after=after,
+        producer_cpu_s=[r["cpu_s"] for r in reports],
+        failed=sum(r["failed"] for r in reports),
+        send_rate=total / sent_s if kind != "file" and sent_s > 0 else None,
+        cap=run.sizes.host_cpu,
+    )
 
 
-def breakdown(
-    before: CpuMark, after: CpuMark, client_s: float, units: int, scale: float, elapsed_s: float
-) -> dict[str, Any]:
-    """CPU per unit (job or row; `scale` turns seconds into ms or µs) of each party, and
-    how many cores the round kept busy in all (the machine's cores are the ceiling)."""
-    each = [_delta(b, a) for b, a in zip(before.workers, after.workers, strict=True)]
-    workers = None if any(s is None for s in each) else sum(s or 0.0 for s in each)
-    parts = {"workers": workers, "client": client_s, "redis": _delta(before.redis, after.redis)}
-    known = sum(s for s in parts.values() if s is not None)
-    return {
-        **{name: _per(s, units, scale) for name, s in parts.items()},
-        "per_worker": [_per(s, units, scale) for s in each],
-        "total": _per(known, units, scale),
-        "cores_busy": round(known / elapsed_s, 2) if elapsed_s > 0 else None,
-    }
+def split(total: int, parts: int) -> list[int]:
+    shares = [total // parts] * parts
+    shares[0] += total - sum(shares)
+    return [n for n in shares if n > 0]
 
 
-def alternate(rounds: int, side: str, measure: Callable[[int], Round]) -> Rounds:
-    """1- and 2-worker rounds alternate, the order flipped each round (1,2 then 2,1), so
-    neither count always runs first, right after the other has warmed caches."""
-    out: Rounds = {1: [], 2: []}
-    for i in range(rounds):
-        for workers in (1, 2) if i % 2 == 0 else (2, 1):
-            log(f"{side} round {i + 1}/{rounds}: {workers} worker process(es)")
-            out[workers].append(measure(workers))
+def write_files(run: Run, work: Path) -> None:
+    """Each bulk producer's file for each host count (the count's rows, split). Files
+    differ in content: a chunk's task id comes from its file's digest, and two runs of
+    one file at once would share ids, and so results (each deletes what it collected)."""
+    for count in run.sizes.hosts:
+        for i, rows in enumerate(split(run.sizes.rows_per_host * count, run.sizes.producers)):
+            folder = work / f"bulk-{count}-{i}"
+            folder.mkdir()
+            csv_path, parquet_path = write_products(folder, rows, seed=100 * count + i)
+            parquet_path.unlink()  # only the CSV is scored
+            run.files.setdefault(count, []).append(str(csv_path))
+
+
+def rounds_of(run: Run, workload: str, measure: Callable[[int], Round]) -> dict[int, list[Round]]:
+    """Every count once per round, the order reversed each round (1,2,4 then 4,2,1), so no
+    count always runs first, right after another has warmed the caches."""
+    out: dict[int, list[Round]] = {n: [] for n in run.sizes.hosts}
+    for i in range(run.sizes.rounds):
+        order = run.sizes.hosts if i % 2 == 0 else tuple(reversed(run.sizes.hosts))
+        for count in order:
+            log(f"{workload} round {i + 1}/{run.sizes.rounds}: {count} host(s)")
+            out[count].append(measure(count))
     return out
 
 
-def stream_round(
-    app: Celery, queue: str, payloads: list[dict[str, Any]], pids: Sequence[int], rds: redis.Redis
-) -> Round:
-    """The stream bench's phase (a): N one-row jobs from this one client, then all results."""
-    before, client0, start = cpu_mark(pids, rds), time.process_time(), time.perf_counter()
-    phase = run_phase(app, PREDICT_TASK, queue, payloads)
-    elapsed_s, client_s = time.perf_counter() - start, time.process_time() - client0
-    cpu = breakdown(before, cpu_mark(pids, rds), client_s, len(payloads), 1000, elapsed_s)
+def fleet_specs(run: Run) -> dict[str, FleetSpec]:
+    model_env = {
+        "INFERQ_REGRESSOR_PATH": str(run.settings.regressor_path.resolve()),
+        "INFERQ_MODELS_DIR": str(run.settings.models_dir.resolve()),
+    }
+    # Vision workers hold two batches of images, not the default 2 x the regression batch
+    # (128 images, 8 batches): a host that grabbed 128 images at the end of a round would
+    # keep working while the others idle.
+    vision_slots = 2 * run.settings.vision_max_batch_size
     return {
-        "rate": phase["jobs_per_s"],
-        "failed": phase["failed"],
-        "mean_batch_rows": phase["mean_batch_rows"],
-        "cpu": cpu,
+        "serving": FleetSpec("serving", ("regression",), model_env),
+        "vision": FleetSpec(
+            "vision", ("vision",), {**model_env, "INFERQ_JOB_SLOTS": str(vision_slots)}
+        ),
+        "plain": FleetSpec("plain", ("noop",), {}, app="inferq.bench.plain"),
+        "bulk": FleetSpec(
+            "bulk", ("regression",), {**model_env, "INFERQ_MAX_BATCH_SIZE": str(BULK_MAX_BATCH)}
+        ),
     }
 
 
-def stream_side(settings: Settings, url: str, rds: redis.Redis, jobs: int, rounds: int) -> Rounds:
-    payloads = predict_payloads(max(jobs, WARMUP_JOBS))
-    env = {"INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve())}
-    app = bench_app(settings, url)
-    try:
-        with worker_pair(url, "stream", env) as pair:
-            for workers in (1, 2):  # the shared queue's warm-up reaches both processes
-                run_phase(app, PREDICT_TASK, pair.queue_for(workers), payloads[:WARMUP_JOBS])
-
-            def measure(workers: int) -> Round:
-                queue = pair.queue_for(workers)
-                return stream_round(app, queue, payloads[:jobs], pair.pids, rds)
-
-            return alternate(rounds, "stream", measure)
-    finally:
-        app.close()
-
-
-def bulk_round(
-    source: Path,
-    env: dict[str, str],
-    sizes: BulkSizes,
-    pair: Pair,
-    rds: redis.Redis,
-    startup_cpu_s: float,
-) -> Round:
-    """`inferq score` of the whole file (CSV in, CSV out) through the queue `env` names."""
-    output = source.with_name(f"scored-{uuid.uuid4().hex[:6]}.csv")
-    before = cpu_mark(pair.pids, rds)
-    summary = run_score(source, output, env, *sizes.flags())
-    after = cpu_mark(pair.pids, rds)
-    output.unlink(missing_ok=True)  # 20+ MB a round; only the summary is kept
-    client_s = max(summary["cpu_s"] - startup_cpu_s, 0.0)
-    # The rate and cores_busy use the scoring time the client reports, start-up excluded.
-    cpu = breakdown(before, after, client_s, summary["rows"], 1e6, summary["seconds"])
-    return {
-        "rate": round(summary["rows_per_s"]),
-        "failed": summary["failed"],
-        "rows_scored": summary["rows"],
-        "cpu": cpu,
-    }
+def measure_fleet(run: Run, url: str, spec: FleetSpec, work: Path) -> dict[str, Any]:
+    """The rounds of every asked-for workload this fleet serves."""
+    wanted = [w for w in run.sizes.workloads if JOB_WORKLOADS[w][0] == spec.name]
+    if not wanted:
+        return {}
+    if "bulk" in wanted:
+        log("writing the bulk producers' CSV files")
+        write_files(run, work)
+    results = {}
+    with fleet(run.hosts, url, spec, run.sizes.hosts, run.sizes.host_cpu, work) as fl:
+        for workload in wanted:
+            warm(run, fl, workload)
+            measure = functools.partial(job_round, run, fl, workload)
+            results[workload] = rounds_of(run, workload, measure)
+    return results
 
 
-def bulk_side(
-    settings: Settings, url: str, rds: redis.Redis, sizes: BulkSizes, rounds: int
-) -> tuple[Rounds, float]:
-    """The bulk rounds, and the client's start-up CPU seconds (taken off each round)."""
-    env = {
-        **os.environ,
-        "INFERQ_REDIS_URL": url,
-        "INFERQ_REGRESSOR_PATH": str(settings.regressor_path.resolve()),
-        "INFERQ_MAX_BATCH_SIZE": str(sizes.max_batch),  # as `inferq bench bulk` runs them
-    }
-    with tempfile.TemporaryDirectory(prefix="inferq-bench-scale-") as tmp:
-        work, warm_dir = Path(tmp), Path(tmp) / "warm"
-        warm_dir.mkdir()
-        log(f"writing {sizes.rows} products as CSV")
-        source, _ = write_products(work, sizes.rows)
-        warm, _ = write_products(warm_dir, WARM_ROWS)
-        with worker_pair(url, "bulk", env) as pair:
-
-            def client_env(workers: int) -> dict[str, str]:
-                return {**env, "INFERQ_REGRESSION_QUEUE": pair.queue_for(workers)}
-
-            warm_flags = ("--chunk-rows", str(WARM_CHUNK_ROWS), "--in-flight", "2")
-            warm_run = run_score(warm, warm_dir / "out.csv", client_env(2), *warm_flags)
-            startup_cpu_s = float(warm_run["cpu_s"])
-
-            def measure(workers: int) -> Round:
-                return bulk_round(source, client_env(workers), sizes, pair, rds, startup_cpu_s)
-
-            return alternate(rounds, "bulk", measure), startup_cpu_s
+def warm(run: Run, fl: Fleet, workload: str) -> None:
+    """A few jobs through every host (the largest count's queue) before measuring."""
+    _, logical, task, kind = JOB_WORKLOADS[workload]
+    count = max(run.sizes.hosts)
+    queue = fl.queue(count, logical)
+    if kind == "file":  # the same task, one row per job: warms the bulk workers' model
+        logical, task, kind = "regression", PREDICT_TASK, "rows"
+    run_producers([ProducerSpec(run.local_url, task, queue, kind, 8 * count)])
 
 
-def side_report(name: str, rounds: Rounds, cpu_key: str) -> dict[str, Any]:
-    one, two = median_round(rounds[1], "rate"), median_round(rounds[2], "rate")
-    return {
-        f"{name}_1": one["rate"],
-        f"{name}_2": two["rate"],
-        f"{name}_ratio": round(two["rate"] / one["rate"], 3),
-        f"{name}_1_rounds": [r["rate"] for r in rounds[1]],
-        f"{name}_2_rounds": [r["rate"] for r in rounds[2]],
-        cpu_key: {f"{name}_1": one["cpu"], f"{name}_2": two["cpu"]},
-    }
-
-
-def _failed(*sides: Rounds) -> int:
-    return sum(r["failed"] for side in sides for rounds in side.values() for r in rounds)
-
-
-def run_scale_bench(
-    settings: Settings, *, jobs: int, bulk: BulkSizes, rounds: int = 3
-) -> dict[str, Any]:
+def run_scale_bench(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
+    reason = why_no_hosts()
+    if reason is not None:
+        raise HostsUnavailable(reason)
     load_before = os.getloadavg()[0]
-    with redis_url_or_own(settings.redis_url) as url:
-        rds = redis.Redis.from_url(url)
+    results: dict[str, Any] = {}
+    with (
+        SimHosts(max(sizes.hosts)) as hosts,
+        RedisServer(bind=("127.0.0.1", hosts.server_address)) as server,
+        tempfile.TemporaryDirectory(prefix="inferq-bench-scale-") as tmp,
+    ):
+        url = f"redis://{hosts.server_address}:{server.port}/0"  # as the hosts reach it
+        rds = redis.Redis.from_url(server.url)
+        run = Run(hosts, rds, server.url, sizes, settings)
         try:
-            stream = stream_side(settings, url, rds, jobs, rounds)
-            bulk_rounds, startup_cpu_s = bulk_side(settings, url, rds, bulk, rounds)
+            for spec in fleet_specs(run).values():
+                results |= measure_fleet(run, url, spec, Path(tmp))
         finally:
             rds.close()
-    bulk_settings = settings.model_copy(update={"max_batch_size": bulk.max_batch})
-    return {
-        **side_report("stream", stream, "cpu_ms_per_job"),
-        **side_report("bulk", bulk_rounds, "cpu_us_per_row"),
-        "stream_mean_batch_rows": [
-            median_round(stream[n], "rate")["mean_batch_rows"] for n in (1, 2)
-        ],
-        "bulk_client_startup_cpu_s": startup_cpu_s,
-        "bulk_rows_scored": min(r["rows_scored"] for rs in bulk_rounds.values() for r in rs),
-        "failed": _failed(stream, bulk_rounds),
-        "sizes": {
-            "jobs": jobs,
-            "rows": bulk.rows,
-            "rounds": rounds,
-            "chunk_rows": bulk.chunk_rows,
-            "in_flight": bulk.in_flight,
-            "stream_max_batch_size": settings.max_batch_size,
-            "stream_max_wait_ms": settings.max_wait_ms,
-            "stream_job_slots": settings.effective_job_slots,
-            "bulk_max_batch_size": bulk.max_batch,
-            "bulk_job_slots": bulk_settings.effective_job_slots,
-        },
-        "machine": {
-            "cpu_cores": os.cpu_count(),
-            "load_avg_1m_before": round(load_before, 2),
-            "load_avg_1m_after": round(os.getloadavg()[0], 2),
-        },
-        "redis": "INFERQ_REDIS_URL" if settings.redis_url else "own redis-server",
+        cgroup_version = hosts.cgroup_version
+    machine = {
+        "cpu_cores": os.cpu_count(),
+        "cgroup": f"v{cgroup_version}",
+        "load_avg_1m_before": round(load_before, 2),
+        "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }
+    return report(results, {**asdict(sizes), "producers_per_round": sizes.producers}, machine)
+
+
+def parse_hosts(text: str) -> tuple[int, ...]:
+    counts = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    if not counts or counts[0] < 1:
+        raise ValueError(f"host counts must be positive integers like 1,2,4; got {text!r}")
+    return counts
+
+
+def parse_workloads(text: str) -> tuple[str, ...]:
+    names: Sequence[str] = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise ValueError(f"workloads are {', '.join(WORKLOADS)}; got {text!r}")
+    return tuple(names)

@@ -7,11 +7,14 @@ so either can be imported first.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
+from inferq.bench.scale_sizes import DEFAULT as _SCALE
 from inferq.cli.settings import load_settings
+from inferq.core import exit_codes
 
 
 def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
@@ -19,7 +22,10 @@ def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
-    click.echo(text if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    if as_json:
+        click.echo(text)
+    elif "units" not in result:  # bench scale prints its table instead
+        click.echo("\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
 @click.group()
@@ -77,28 +83,113 @@ def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Pat
 
 
 @bench.command("scale")
-@click.option("--jobs", default=2000, show_default=True, type=click.IntRange(1))
-@click.option("--rows", default=1_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--hosts", "host_counts", default="1,2,4", show_default=True, help="Host counts.")
 @click.option(
-    "--rounds", default=3, show_default=True, type=click.IntRange(1), help="Rounds; medians."
+    "--host-cpu",
+    default=_SCALE.host_cpu,
+    show_default=True,
+    type=click.FloatRange(0.01),
+    help="Each host's CPU cap, in cores.",
 )
-@click.option("--chunk-rows", default=16_384, show_default=True, type=click.IntRange(1))
-@click.option("--in-flight", default=4, show_default=True, type=click.IntRange(1))
-@click.option("--max-batch", default=8192, show_default=True, help="Bulk workers' max batch size.")
+@click.option(
+    "--producers",
+    default=_SCALE.producers,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Producer processes (bulk: `inferq score` runs), outside the hosts.",
+)
+@click.option(
+    "--jobs-per-host", default=_SCALE.jobs_per_host, show_default=True, type=click.IntRange(1)
+)
+@click.option(
+    "--images-per-host", default=_SCALE.images_per_host, show_default=True, type=click.IntRange(1)
+)
+@click.option(
+    "--rows-per-host", default=_SCALE.rows_per_host, show_default=True, type=click.IntRange(1)
+)
+@click.option(
+    "--rounds", default=_SCALE.rounds, show_default=True, type=click.IntRange(1), help="Medians."
+)
+@click.option(
+    "--workloads", default="stream,bulk,vision,celery_noop", show_default=True, help="Which to run."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("bench-results/scale.json"),
+    show_default=True,
+    help="The JSON; the table (.md) and the plot (.png) go beside it.",
+)
 def bench_scale(
-    jobs: int,
-    rows: int,
+    host_counts: str,
+    host_cpu: float,
+    producers: int,
+    jobs_per_host: int,
+    images_per_host: int,
+    rows_per_host: int,
     rounds: int,
-    chunk_rows: int,
-    in_flight: int,
-    max_batch: int,
+    workloads: str,
+    as_json: bool,
+    out: Path,
+) -> None:
+    """Throughput vs simulated hosts (namespaces with a CPU cap each), with plain Celery."""
+    from inferq.bench.scale import (
+        HostsUnavailable,
+        parse_hosts,
+        parse_workloads,
+        run_scale_bench,
+    )
+    from inferq.bench.scale_plot import plot
+    from inferq.bench.scale_report import table
+    from inferq.bench.scale_sizes import ScaleSizes
+
+    try:
+        sizes = ScaleSizes(
+            parse_hosts(host_counts), host_cpu, producers, jobs_per_host, images_per_host,
+            rows_per_host, rounds, parse_workloads(workloads),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        result = run_scale_bench(load_settings(), sizes)
+    except HostsUnavailable as exc:
+        click.echo(f"inferq bench scale: cannot make simulated hosts here: {exc}", err=True)
+        raise SystemExit(exit_codes.USAGE) from None
+    text = table(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text + "\n")
+    no_plot = plot(result, out.with_suffix(".png"))
+    _emit(result, as_json, out)
+    click.echo(text, err=as_json)
+    click.echo(no_plot or f"plot: {out.with_suffix('.png')}", err=True)
+
+
+@bench.command("soak")
+@click.option("--minutes", default=20.0, show_default=True, type=click.FloatRange(min=0.2))
+@click.option("--fault-every-s", default=20.0, show_default=True, type=click.FloatRange(min=2.0))
+@click.option("--stream-per-s", default=40.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--images-per-s", default=2.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--bulk-rows", default=20_000, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
+def bench_soak(
+    minutes: float,
+    fault_every_s: float,
+    stream_per_s: float,
+    images_per_s: float,
+    bulk_rows: int,
     as_json: bool,
     out: Path | None,
 ) -> None:
-    """Stream jobs/s and bulk rows/s with 1 and with 2 worker processes, and CPU per job."""
-    from inferq.bench.scale import BulkSizes, run_scale_bench
+    """Mixed traffic under scheduled faults; every answer checked. Exit 1 if any was
+    wrong or lost."""
+    from inferq.bench.soak import SoakPlan, run_soak, table
 
-    bulk = BulkSizes(rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch)
-    _emit(run_scale_bench(load_settings(), jobs=jobs, bulk=bulk, rounds=rounds), as_json, out)
+    plan = SoakPlan(minutes, fault_every_s, stream_per_s, images_per_s, bulk_rows)
+    report = run_soak(load_settings(), plan)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(json.dumps(report, indent=2) if as_json else table(report))
+    sys.exit(0 if report["ok"] else 1)

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import pyarrow as pa
 
 from inferq.cli.settings import load_settings
+from inferq.cli.waiting import watching
 from inferq.core import exit_codes
 from inferq.core.tables import TableError
 from inferq.errors import InferqError
@@ -61,18 +63,29 @@ def _fixed_mmap_threshold(threshold_bytes: int = 128 * 1024) -> None:
 
 
 def run_guarded(body: Callable[[], int]) -> int:
+    """Run a bulk command; every way it can end is one line and a documented exit code."""
     _fixed_mmap_threshold()
     try:
         return body()
-    except (TableError, ResumeError) as exc:
+    except (TableError, ResumeError, pa.ArrowException) as exc:
         click.echo(f"inferq: {exc}", err=True)
         return exit_codes.USAGE
     except InferqError as exc:
         click.echo(f"inferq: {exc}", err=True)
         return exit_codes.UNSCORED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (inferq.cli turns it into this)
         click.echo("inferq: interrupted; finished chunks are kept: rerun with --resume", err=True)
         return exit_codes.INTERRUPTED
+    except OSError as exc:  # a file that cannot be read or written, a full disk
+        click.echo(f"inferq: {exc}; finished chunks are kept: rerun with --resume", err=True)
+        return exit_codes.UNSCORED
+    except Exception as exc:  # a bug: still one line, and the parts kept for --resume
+        click.echo(
+            f"inferq: unexpected {type(exc).__name__}: {exc} (a bug; finished chunks are "
+            "kept: rerun with --resume)",
+            err=True,
+        )
+        return exit_codes.UNSCORED
 
 
 @click.command()
@@ -88,6 +101,13 @@ def run_guarded(body: Callable[[], int]) -> int:
 @click.option(
     "--resend-after-s", default=120.0, show_default=True, help="Resend an unanswered chunk."
 )
+@click.option(
+    "--on-new-model",
+    type=click.Choice(["restart", "fail"]),
+    default="restart",
+    show_default=True,
+    help="When the workers' model changes mid-run: score everything again on it, or stop.",
+)
 @click.option("--in-process", is_flag=True, help="Run the model here, not on workers.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
 def score(
@@ -101,12 +121,16 @@ def score(
     max_errors: int,
     chunk_timeout_s: float,
     resend_after_s: float,
+    on_new_model: str,
     in_process: bool,
     summary_json: Path | None,
 ) -> None:
     """Score a products file (CSV, Parquet, JSON Lines) with the regressor: every input
     row, in order, with earnings_usd and error columns added."""
-    options = ScoreOptions(chunk_rows, in_flight, input_format, output_format, resume)
+    options = ScoreOptions(
+        chunk_rows, in_flight, input_format, output_format, resume,
+        on_new_model="fail" if on_new_model == "fail" else "restart",
+    )  # fmt: skip
     settings = load_settings()
 
     def body() -> int:
@@ -119,7 +143,7 @@ def score(
         from producer.bulk.scorers import QueueScorer
         from producer.client import Client
 
-        with Client(settings) as client:
+        with Client(settings) as client, watching(settings, "regression"):
             scorer = QueueScorer(
                 client, chunk_timeout_s, reuse_stored=resume, resend_after_s=resend_after_s
             )
@@ -166,7 +190,7 @@ def score_images(
     settings = load_settings()
 
     def body() -> int:
-        with Client(settings) as client:
+        with Client(settings) as client, watching(settings, "vision"):
             summary = run(client, source, output, options)
             return finish(summary, max_errors, summary_json, unit="images")
 

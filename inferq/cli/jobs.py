@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import click
 
 from inferq.cli.settings import load_settings
+from inferq.cli.waiting import RESEND_AFTER_S, watching
 from inferq.core.contract import ClassifyResult, PredictResult
 from inferq.core.tables import TableError, iter_rows, read_header, require_columns
 from inferq.errors import InferqError, InvalidInput
@@ -29,8 +30,9 @@ def predict(
     """Predict earnings through the workers: JSON lines, or CSV with earnings_usd added."""
     if (json_text is None) == (csv_path is None):
         raise click.UsageError("give exactly one of --json or --csv")
+    settings = load_settings()
     try:
-        with Client(load_settings()) as client:
+        with Client(settings) as client, watching(settings, "regression"):
             if json_text is not None:
                 predict_json(client, json_text, sys.stdout, timeout_s)
             else:
@@ -47,7 +49,8 @@ def predict(
 @click.option("--timeout-s", default=120.0, show_default=True)
 def classify(images: tuple[Path, ...], top_k: int, as_json: bool, timeout_s: float) -> None:
     """Classify image files through the vision workers (top-k ImageNet labels)."""
-    with Client(load_settings()) as client:
+    settings = load_settings()
+    with Client(settings) as client, watching(settings, "vision"):
         failed = classify_files(
             client, list(images), sys.stdout, top_k=top_k, as_json=as_json, timeout_s=timeout_s
         )
@@ -60,7 +63,7 @@ def predict_json(client: Client, text: str, out: TextIO, timeout_s: float) -> No
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"--json is not valid JSON: {exc}") from None
-    result = client.predict(rows, timeout_s)
+    result = client.submit(rows).wait(timeout_s, resend_after_s=RESEND_AFTER_S)
     for i, dollars in enumerate(result.earnings_usd):
         record = {"row": i, "earnings_usd": dollars, "model": result.model.model_dump()}
         out.write(json.dumps(record) + "\n")
@@ -96,7 +99,8 @@ def _collect(
     """Dollars for every row in file order; the first failure is raised with CSV line numbers."""
     start_of = {handle.id: start for start, handle in jobs}
     results: dict[int, list[float]] = {}
-    for handle, outcome in client.as_completed([h for _, h in jobs], timeout_s):
+    handles = [h for _, h in jobs]
+    for handle, outcome in client.as_completed(handles, timeout_s, resend_after_s=RESEND_AFTER_S):
         if isinstance(outcome, InferqError):
             raise _with_lines(outcome, start_of[handle.id])
         results[start_of[handle.id]] = outcome.earnings_usd
@@ -140,7 +144,7 @@ def classify_files(
         try:
             if isinstance(handle, InferqError):
                 raise handle
-            result = handle.wait(timeout_s)
+            result = handle.wait(timeout_s, resend_after_s=RESEND_AFTER_S)
             record["labels"] = [label.model_dump(exclude={"index"}) for label in result.labels]
         except InferqError as exc:
             failed += 1

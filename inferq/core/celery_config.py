@@ -33,9 +33,26 @@ def broker_transport_options(visibility_timeout_s: int, redis_timeout_s: float) 
     }
 
 
+def sentinel_transport_options(settings: Settings) -> dict[str, Any]:
+    """What kombu's and Celery's Sentinel transports need: the master's name, and for
+    the Sentinels themselves their password and the same socket timeouts (a Sentinel
+    that went silent must not hang the search for the master)."""
+    if not settings.uses_sentinel:
+        return {}
+    timeout_s = settings.redis_timeout_s
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+    }
+    if settings.sentinel_password:
+        sentinel_kwargs["password"] = settings.sentinel_password
+    return {"master_name": settings.sentinel_master, "sentinel_kwargs": sentinel_kwargs}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     url = settings.broker_url
     transport = broker_transport_options(settings.visibility_timeout_s, settings.redis_timeout_s)
+    transport |= sentinel_transport_options(settings)
     return {
         "broker_url": url,
         "result_backend": url,

@@ -26,9 +26,14 @@ RESULT_DTYPE = np.dtype("<f8")
 COMPRESSIONS = ("zlib", None)
 
 
-def chunk_id(input_sha256: str, chunk_rows: int, index: int, model_version: str) -> str:
-    """Deterministic: the same input, chunking and model give the same id (and task id)."""
-    key = f"{input_sha256}:{chunk_rows}:{index}:{model_version}".encode()
+def chunk_id(
+    input_sha256: str, chunk_rows: int, index: int, model_version: str, output: str = ""
+) -> str:
+    """Deterministic: the same input, chunking, model and output give the same id (and
+    task id), so a resumed run finds the results its first run's workers stored. The
+    output is part of it: two runs of one input into two outputs, side by side, must
+    not share (and delete) each other's results."""
+    key = f"{input_sha256}:{chunk_rows}:{index}:{model_version}:{output}".encode()
     return hashlib.sha256(key).hexdigest()[:32]
 
 

@@ -19,6 +19,10 @@ IMAGE_BLOB_PREFIX: Final = "inferq-image:"
 # The remote-control command `inferq health` broadcasts to workers.
 HEALTH_COMMAND: Final = "inferq_health"
 
+# The Redis list where workers move queue entries they cannot deliver (with the raw
+# bytes, the reason and the time); `inferq dead-letters` reads and requeues them.
+DEAD_LETTER_KEY: Final = "inferq.dead_letters"
+
 # Default queue names; the deployed names come from Settings.
 DEFAULT_REGRESSION_QUEUE: Final = "regression"
 DEFAULT_VISION_QUEUE: Final = "vision"

@@ -169,7 +169,10 @@ class JobError(BaseModel):
 
     code: str = Field(description="invalid_input, model_unavailable, inference_failed, ...")
     message: str
-    errors: list[FieldError] = Field(default_factory=list)
+    errors: list[FieldError] = Field(
+        default_factory=list, description="The first 100 problems, in order."
+    )
+    errors_omitted: int = Field(0, description="Problems beyond those listed (not sent).")
 
 
 class ImageOutcome(BaseModel):
@@ -203,6 +206,11 @@ class ScoreChunkPayload(BaseModel):
         "(all rows of the first feature, then the next), zlib-compressed if ``compression``."
     )
     compression: Literal["zlib"] | None = Field(None, description="zlib, or null for none.")
+    model_version: str | None = Field(
+        None,
+        description="The model version the producer's run uses; a worker serving another "
+        "refuses the chunk with model_version_mismatch (null: any version).",
+    )
 
 
 class ScoreChunkResult(BaseModel):

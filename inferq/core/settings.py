@@ -13,13 +13,15 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inferq.core.constants import DEFAULT_CLASSIFIER, DEFAULT_REGRESSION_QUEUE, DEFAULT_VISION_QUEUE
 
 ENV_PREFIX = "INFERQ_"
+SENTINEL_SCHEME = "sentinel://"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 MAX_DEFAULT_JOB_SLOTS = 256
 
@@ -32,7 +34,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
     redis_url: str | None = Field(
-        None, description="Broker and result backend. Unset: demo, tests and bench start their own."
+        None,
+        description="Broker and result backend: redis://, rediss://, unix:// or Sentinels "
+        "(sentinel://host:port;sentinel://host2:port/0). Unset: demo, tests and bench start "
+        "their own.",
+    )
+    sentinel_master: str | None = Field(
+        None,
+        min_length=1,
+        description="With sentinel:// URLs: the master's name the Sentinels watch.",
+    )
+    sentinel_password: str | None = Field(
+        None,
+        min_length=1,
+        description="The Sentinels' own password (requirepass in sentinel.conf); the Redis "
+        "password stays in the URL.",
     )
     regressor_path: Path = Field(Path("models/regressor.h5"), description="Regressor HDF5 file.")
     regression_queue: str = Field(DEFAULT_REGRESSION_QUEUE, min_length=1)
@@ -49,6 +65,11 @@ class Settings(BaseSettings):
     max_rows_per_job: int = Field(10_000, ge=1)
     max_chunk_rows: int = Field(
         262_144, ge=1, description="Rows in one bulk-scoring chunk message, at most."
+    )
+    max_message_bytes: int = Field(
+        48 * 1024 * 1024,
+        ge=1024,
+        description="A queue entry larger than this is dead-lettered before it is decoded.",
     )
     result_ttl_s: int = Field(86_400, ge=1, description="How long results stay in Redis.")
     visibility_timeout_s: int = Field(
@@ -117,7 +138,9 @@ class Settings(BaseSettings):
         "free port); unset: no endpoint.",
     )
     metrics_host: str = Field(
-        "0.0.0.0", min_length=1, description="Address the metrics endpoint listens on."
+        "127.0.0.1",
+        min_length=1,
+        description="Address the metrics endpoint listens on (loopback unless opened up).",
     )
     process_index: int = Field(
         0,
@@ -140,9 +163,31 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and url.startswith(SENTINEL_SCHEME):
+            return _sentinel_url(url)
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return url or None
+
+    @field_validator("sentinel_master", "sentinel_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose writes `${SENTINEL_MASTER:-}` as an empty variable on a plain Redis.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _sentinel_settings_agree(self) -> Settings:
+        if self.uses_sentinel and not self.sentinel_master:
+            raise ValueError(
+                "INFERQ_REDIS_URL names Sentinels: set INFERQ_SENTINEL_MASTER to the master's "
+                "name they watch (`sentinel monitor NAME ...`)"
+            )
+        if not self.uses_sentinel and (self.sentinel_master or self.sentinel_password):
+            raise ValueError(
+                "INFERQ_SENTINEL_MASTER and INFERQ_SENTINEL_PASSWORD need a sentinel:// "
+                "INFERQ_REDIS_URL"
+            )
+        return self
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -168,6 +213,10 @@ class Settings(BaseSettings):
     def effective_decode_threads(self) -> int:
         # The cores this process may run on (a container's CPU set, not the host's).
         return self.decode_threads or len(os.sched_getaffinity(0))
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return self.broker_url.startswith(SENTINEL_SCHEME)
 
     @property
     def effective_job_slots(self) -> int:
@@ -214,6 +263,22 @@ class Settings(BaseSettings):
             return cls.model_validate(values)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+
+
+def _sentinel_url(url: str) -> str:
+    """Celery's form: ``sentinel://[:PASSWORD@]HOST:PORT`` parts joined by ``;``; every
+    part must name a host. kombu and Celery read the password and the database from the
+    first part, so a later part may not name another database."""
+    parts = [urlparse(part) for part in url.split(";")]
+    if not all(p.scheme == "sentinel" and p.hostname for p in parts):
+        raise ValueError(
+            "Sentinels are written sentinel://host:port;sentinel://host2:port/0 (each "
+            "part sentinel://, with a host)"
+        )
+    databases = {p.path.strip("/") or "0" for p in parts[1:] if p.path.strip("/")}
+    if databases - {parts[0].path.strip("/") or "0"}:
+        raise ValueError("name the database on the first sentinel:// part (kombu reads it there)")
+    return url
 
 
 def unknown_setting_names(env: Mapping[str, str]) -> list[str]:

@@ -115,7 +115,7 @@ def check(settings: Settings, logical_queues: Sequence[str], timeout_s: float) -
         queues = queue_names(logical_queues, settings)
     except ValueError as exc:
         return exit_codes.USAGE, str(exc)
-    problem = check_broker(settings.broker_url, timeout_s)
+    problem = check_broker(settings, timeout_s)
     if problem is not None:
         return exit_codes.BROKER, f"broker unreachable: {problem}"
     wanted = {q: QUEUE_MODELS[name] for name, q in zip(logical_queues, queues, strict=True)}

@@ -1,11 +1,9 @@
 """`inferq queues`: how many jobs wait in each queue, for autoscalers and operators.
 
-kombu keeps a Redis queue as one list per priority step (``NAME``, then
-``NAME\\x06\\x163``, ``…6``, ``…9`` for tasks sent with a priority); a job waiting is
-an entry in one of them. Jobs a worker holds (prefetched or running) are in the
-``unacked`` hash, shared by every queue on that Redis database: it is reported as one
-total, since splitting it by queue means reading every held message (a bulk chunk
-is hundreds of kilobytes).
+Waiting jobs are counted over every kombu priority list of a queue; jobs workers hold
+(the unacked hash, shared by every queue of the database) are one total, since
+splitting it by queue means reading every held message (a bulk chunk is hundreds of
+kilobytes). See inferq.core.kombu_keys.
 """
 
 from __future__ import annotations
@@ -16,35 +14,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from kombu.transport import redis as kombu_redis
 
 from inferq.core import exit_codes
-from inferq.core.broker import check_broker
+from inferq.core.broker import check_broker, redis_client
+from inferq.core.constants import DEAD_LETTER_KEY
+from inferq.core.kombu_keys import PRIORITY_STEPS, UNACKED_KEY, priority_lists
 from inferq.core.routing import queue_names
 from inferq.core.settings import Settings
 
-# kombu's own names, so a kombu that changes them changes these too (inferq sets no
-# transport options that override them).
-PRIORITY_STEPS: list[int] = kombu_redis.PRIORITY_STEPS
-PRIORITY_SEP: str = kombu_redis.Channel.sep
-UNACKED_KEY: str = kombu_redis.Channel.unacked_key
-
-
-def priority_lists(queue: str) -> list[str]:
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
-
 
 def depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, Any]:
-    """{"queues": {name: waiting jobs}, "unacked_all_queues": held jobs} in one round trip."""
+    """{"queues": {name: waiting jobs}, "unacked_all_queues": held jobs, "dead_letters":
+    entries workers could not deliver} in one round trip."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
         for key in priority_lists(queue):
             pipe.llen(key)
     pipe.hlen(UNACKED_KEY)
+    pipe.llen(DEAD_LETTER_KEY)
     counts = pipe.execute()
     per_queue = len(PRIORITY_STEPS)
     waiting = {q: sum(counts[i * per_queue : (i + 1) * per_queue]) for i, q in enumerate(queues)}
-    return {"queues": waiting, "unacked_all_queues": counts[-1]}
+    return {"queues": waiting, "unacked_all_queues": counts[-2], "dead_letters": counts[-1]}
 
 
 def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeout_s: float) -> int:
@@ -54,12 +45,11 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
     except ValueError as exc:
         print(f"inferq queues: {exc}", file=sys.stderr)
         return exit_codes.USAGE
-    problem = check_broker(settings.broker_url, timeout_s)
+    problem = check_broker(settings, timeout_s)
     if problem is not None:
         print(f"inferq queues: broker unreachable: {problem}", file=sys.stderr)
         return exit_codes.BROKER
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=timeout_s)
-    with client:
+    with redis_client(settings, timeout_s) as client:
         found = depths(client, queues)
     if as_json:
         print(json.dumps(found))
@@ -67,4 +57,5 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
         for queue, waiting in found["queues"].items():
             print(f"{queue}\t{waiting} waiting")
         print(f"(all queues)\t{found['unacked_all_queues']} held by workers")
+        print(f"(all queues)\t{found['dead_letters']} dead letters (`inferq dead-letters`)")
     return 0

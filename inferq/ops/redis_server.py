@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,8 +60,14 @@ class RedisServer(Managed):
         data_dir: Path | None = None,
         username: str | None = None,
         acl_rules: str = "~* &* +@all",
+        bind: Sequence[str] = ("127.0.0.1",),
+        replica_of: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        # Other addresses (a benchmark's simulated hosts reach it over a bridge) come
+        # after 127.0.0.1, which stays first: `url` and the readiness probe use it.
+        self.bind = list(bind)
+        self.replica_of = replica_of  # the local port of the primary this one copies
         self.appendonly = appendonly
         self.password = password
         # With a username (and a password), an ACL user with ``acl_rules`` (Redis >= 6) is
@@ -83,7 +89,7 @@ class RedisServer(Managed):
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            *self.bind,
             "--dir",
             str(self.data_dir),
             "--save",
@@ -93,6 +99,11 @@ class RedisServer(Managed):
             "--daemonize",
             "no",
         ]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        if self.bind != ["127.0.0.1"]:
+            # Without a password Redis answers only loopback clients while protected.
+            args += ["--protected-mode", "no"]
         if self.username:
             args.insert(1, str(self._acl_config()))  # a config file must be the first argument
         elif self.password:

@@ -33,14 +33,17 @@ def celery_worker_args(
     return ["worker", "-Q", ",".join(queues), "-n", nodename, "-l", loglevel, *CELERY_FLAGS, *extra]
 
 
-def celery_command(queues: Sequence[str], nodename: str, loglevel: str, *extra: str) -> list[str]:
-    """The whole `python -m celery -A worker worker ...` command line of one worker process."""
+def celery_command(
+    queues: Sequence[str], nodename: str, loglevel: str, *extra: str, app: str = "worker"
+) -> list[str]:
+    """The whole `python -m celery -A worker worker ...` command line of one worker process
+    (``app``: another Celery app, such as the benchmarks' plain one)."""
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "worker",
+        app,
         *celery_worker_args(queues, nodename, loglevel, *extra),
     ]
 
@@ -59,7 +62,7 @@ def preflight(settings: Settings, logical_queues: Sequence[str]) -> tuple[int, s
         check_files(settings, {QUEUE_MODELS[q] for q in logical_queues})
     except InferqError as exc:
         return exit_codes.MODEL, exc.message
-    problem = check_broker(settings.broker_url)
+    problem = check_broker(settings)
     if problem:
         hint = (
             "" if settings.redis_url else " (INFERQ_REDIS_URL is unset; `inferq redis` starts one)"

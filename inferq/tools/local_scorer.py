@@ -44,3 +44,6 @@ class LocalScorer:
 
     def release(self, ticket: np.ndarray) -> None:
         return None
+
+    def refresh(self) -> None:
+        return None  # this process's model file does not change under it

@@ -75,8 +75,11 @@ class Chunk:
 def columns_of(path: Path, fmt: Format) -> list[str] | None:
     """The file's column names (None for JSON Lines, whose rows name their own fields)."""
     if fmt is Format.CSV:
-        with path.open(newline="", encoding="utf-8") as f:
-            return next(csv.reader(f), [])
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                return next(csv.reader(f), [])
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise FormatError(f"{path}: not a UTF-8 CSV header: {exc}") from None
     if fmt is Format.PARQUET:
         try:
             return list(pq.read_schema(path).names)
@@ -118,8 +121,11 @@ def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
     except pa.ArrowException as exc:
         raise FormatError(f"{path}: not a readable Parquet file: {exc}") from None
     yield file.schema_arrow.empty_table()
-    for batch in file.iter_batches(batch_size=chunk_rows):
-        yield pa.Table.from_batches([batch])
+    try:
+        for batch in file.iter_batches(batch_size=chunk_rows):
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowException, OSError) as exc:  # damaged past its footer
+        raise FormatError(f"{path}: not a readable Parquet file: {exc}") from None
 
 
 def _rechunk(tables: Iterable[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:

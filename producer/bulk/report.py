@@ -61,6 +61,7 @@ class Summary:
     resumed_chunks: int = 0
     seconds: float = 0.0
     unscored_chunks: int = 0
+    model_restarts: int = 0  # the workers' model changed mid-run this many times
     first_chunk_error: str | None = None
     first_row_errors: list[str] = field(default_factory=list)
 

@@ -10,18 +10,19 @@ only what is missing and writes exactly the output of an uninterrupted run.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from inferq.core.chunks import chunk_id
 from inferq.core.tables import require_columns
-from inferq.errors import InferqError
+from inferq.errors import InferqError, ModelVersionMismatch
 from producer.bulk.columns import Parsed, from_records, from_table
 from producer.bulk.formats import (
     Chunk,
@@ -34,7 +35,7 @@ from producer.bulk.formats import (
 )
 from producer.bulk.report import Progress, Summary
 from producer.bulk.scorers import RowErrors, Scorer
-from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
+from producer.bulk.sinks import Manifest, ModelChangedSinceRun, PlainSink, ResumableSink, Sink
 from producer.bulk.window import Window
 
 
@@ -48,6 +49,14 @@ class ScoreOptions:
     # Write straight to the output, keeping nothing to resume from (the in-process
     # baseline: what a plain script would do).
     direct: bool = False
+    # When the workers' model changes under a run (a roll-out): "restart" scores the
+    # whole file again on the new model, "fail" stops. Never one output of two models.
+    on_new_model: Literal["restart", "fail"] = "restart"
+
+
+# Restarts at most, within one run: a roll-out still half done (old and new workers
+# side by side) would otherwise restart without end.
+MAX_MODEL_RESTARTS = 3
 
 
 @dataclass
@@ -80,6 +89,33 @@ def score_file(
     scorer: Scorer,
     options: ScoreOptions,
     progress_every_s: float = 10.0,
+) -> Summary:
+    """Score ``source`` into ``output`` with one model version, starting over on the new
+    one if the workers' model changes mid-run (``options.on_new_model``)."""
+    restarts = 0
+    while True:
+        try:
+            summary = _score_once(source, output, scorer, options, progress_every_s)
+        except (ModelVersionMismatch, ModelChangedSinceRun) as exc:
+            if options.on_new_model != "restart" or restarts >= MAX_MODEL_RESTARTS:
+                raise
+            restarts += 1
+            ResumableSink.discard(output)
+            scorer.refresh()
+            before = exc.before if isinstance(exc, ModelChangedSinceRun) else exc.info["expected"]
+            print(
+                f"inferq: the model changed under the run ({before} -> {scorer.version}): "
+                "scoring everything again on the new one",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
+        summary.model_restarts = restarts
+        return summary
+
+
+def _score_once(
+    source: Path, output: Path, scorer: Scorer, options: ScoreOptions, progress_every_s: float
 ) -> Summary:
     in_fmt = detect(source, options.input_format)
     out_fmt = detect(output, options.output_format)
@@ -151,7 +187,10 @@ class _Run:
         else:  # a header-only or empty file: no feature columns to read
             parsed = Parsed(np.zeros((0, len(features))), [], np.zeros(0, dtype=bool))
         x = parsed.values if parsed.ok_rows.all() else parsed.values[parsed.ok_rows]
-        cid = chunk_id(self.digest, self.options.chunk_rows, chunk.index, self.scorer.version)
+        cid = chunk_id(
+            self.digest, self.options.chunk_rows, chunk.index, self.scorer.version,
+            str(self.summary.output.resolve()),
+        )  # fmt: skip
         ticket = self.scorer.submit(cid, x) if len(x) else None
         return _InFlight(chunk, parsed, ticket)
 
@@ -163,6 +202,8 @@ class _Run:
         if item.ticket is not None:
             try:
                 values, refused = self.scorer.collect(item.ticket, len(ok_rows))
+            except ModelVersionMismatch:
+                raise  # the run stops here: its output would hold two models
             except InferqError as exc:
                 self.summary.unscored_chunks += 1
                 self.summary.first_chunk_error = self.summary.first_chunk_error or str(exc)

@@ -36,7 +36,9 @@ RETRYABLE = frozenset({"timeout", "worker_error", "model_unavailable", "inferenc
 # Files from this size on go as Redis blobs; smaller ones inline (base64): for a 65 kB
 # photo the blob's own round trip costs more than the base64 it saves.
 BLOB_MIN_BYTES = 256 * 1024
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+# The formats workers decode (inferq.core.images.DEFAULT_FORMATS); TIFF is refused there.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
+RESEND_AFTER_S = 30.0  # sent again if Redis has lost it (docs/delivery.md)
 
 
 @dataclass
@@ -219,7 +221,7 @@ def _write(
     model = None
     if handle is not None:
         try:
-            answer = handle.wait(timeout_s)
+            answer = handle.wait(timeout_s, resend_after_s=RESEND_AFTER_S)
             results, model = answer.results, answer.model.model_dump()
         except InferqError as exc:
             if exc.info.get("code") in RETRYABLE:

@@ -14,6 +14,7 @@ import numpy as np
 
 from inferq.core.chunks import decode_results
 from inferq.core.contract import ScoreChunkResult
+from inferq.errors import ModelVersionMismatch
 from producer.client import Client
 from producer.handles import Handle
 
@@ -36,6 +37,10 @@ class Scorer(Protocol):
         """The chunk's output is safely on disk: drop what is kept for it."""
         ...
 
+    def refresh(self) -> None:
+        """Learn the serving model again (features, version): a run that starts over."""
+        ...
+
 
 class QueueScorer:
     def __init__(
@@ -46,24 +51,31 @@ class QueueScorer:
         reuse_stored: bool,
         resend_after_s: float = 120.0,
     ) -> None:
-        info = client.regressor_info()
         self.client = client
-        self.features = list(info.features)
-        self.version = info.model.version
         self.chunk_timeout_s = chunk_timeout_s
         self.reuse_stored = reuse_stored
         self.resend_after_s = resend_after_s
+        self.refresh()
+
+    def refresh(self) -> None:
+        # As long as a chunk may wait: with no worker yet (scaling from zero), it comes.
+        info = self.client.regressor_info(self.chunk_timeout_s)
+        self.features = list(info.features)
+        self.version = info.model.version
 
     def submit(self, chunk_id: str, x: np.ndarray) -> Handle[ScoreChunkResult]:
         # A resumed run first looks for a result the interrupted run's workers stored:
-        # the chunk id includes the model version, so a stored result is the same answer.
+        # the chunk id includes the model version, so a stored result is the same answer
+        # (collect checks it all the same).
         stored = self.client.stored_chunk(chunk_id) if self.reuse_stored else None
-        return stored or self.client.submit_chunk(chunk_id, self.features, x)
+        return stored or self.client.submit_chunk(chunk_id, self.features, x, self.version)
 
     def collect(self, ticket: Handle[ScoreChunkResult], rows: int) -> tuple[np.ndarray, RowErrors]:
         # Unanswered after resend_after_s, the chunk is sent again under its id: the
         # broker can lose a message with a killed worker (README, "Delivery guarantees").
         result = ticket.wait(self.chunk_timeout_s, resend_after_s=self.resend_after_s)
+        if result.model.version != self.version:  # one model per output, whoever answered
+            raise ModelVersionMismatch.between(self.version, result.model.version)
         values = decode_results(result.earnings_usd_f64, rows)
         errors = {
             e.row: f"{e.code}: {e.field}: {e.message}"

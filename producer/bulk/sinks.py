@@ -11,6 +11,7 @@ ties the parts to the input's content, the chunking and the model version, so
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,17 @@ Rendered: TypeAlias = bytes | pa.Table
 
 class ResumeError(ValueError):
     """A work directory exists that this run may not (or cannot) continue."""
+
+
+class ModelChangedSinceRun(ResumeError):
+    """The work directory's parts were scored by another model version than today's."""
+
+    def __init__(self, directory: Path, before: str, now: str) -> None:
+        super().__init__(
+            f"{directory} holds parts scored by model {before}; the workers now serve {now}: "
+            "pass --on-new-model restart to score everything again, or delete it"
+        )
+        self.before, self.now = before, now
 
 
 @dataclass(frozen=True)
@@ -52,10 +64,14 @@ class ResumableSink:
 
     def __init__(self, output: Path, manifest: Manifest, *, resume: bool) -> None:
         self.output = output
-        self.dir = output.with_name(output.name + ".inferq-parts")
+        self.dir = self.dir_of(output)
         self.manifest = manifest
         self._found: dict[int, Path] = {}
         self._open(resume)
+
+    @staticmethod
+    def dir_of(output: Path) -> Path:
+        return output.with_name(output.name + ".inferq-parts")
 
     def _open(self, resume: bool) -> None:
         path = self.dir / "manifest.json"
@@ -69,14 +85,17 @@ class ResumableSink:
                 "or delete it to start over"
             )
         stored = json.loads(path.read_text()) if path.exists() else None
+        if isinstance(stored, dict) and _only_model_changed(stored, self.manifest):
+            before, now = str(stored["model_version"]), self.manifest.model_version
+            raise ModelChangedSinceRun(self.dir, before, now)
         if stored != asdict(self.manifest):
             raise ResumeError(
                 f"{self.dir} belongs to a different run ({_difference(stored, self.manifest)});"
                 " delete it to start over"
             )
         for part in self.dir.glob("*.part"):
-            # A part cut short by a crash (its size is in its name) is scored again.
-            if part.stat().st_size == _field(part, 3):
+            # A part cut short or damaged (its checksum is in its name) is scored again.
+            if _intact(part):
                 self._found[_field(part, 0)] = part
 
     def done(self, index: int) -> bool:
@@ -94,7 +113,7 @@ class ResumableSink:
             with pa.ipc.new_stream(sink, data.schema) as writer:
                 writer.write_table(data)
             data = sink.getvalue().to_pybytes()
-        path = self.dir / f"{index:08d}.{ok}.{failed}.{len(data)}.part"
+        path = self.dir / f"{index:08d}.{ok}.{failed}.{_digest(data)}.part"
         _write_atomically(path, data)
         self._found[index] = path
 
@@ -112,8 +131,17 @@ class ResumableSink:
                 for path in paths:
                     with path.open("rb") as part:
                         shutil.copyfileobj(part, out, 1 << 20)
+        # On disk before the parts go: a crash from here on leaves the whole output or
+        # the whole set of parts, never neither.
+        _fsync(tmp)
         os.replace(tmp, self.output)
+        _fsync(self.output.parent)
         shutil.rmtree(self.dir)
+
+    @staticmethod
+    def discard(output: Path) -> None:
+        """Drop every part of ``output``'s run (a run that starts over)."""
+        shutil.rmtree(ResumableSink.dir_of(output), ignore_errors=True)
 
 
 class PlainSink:
@@ -148,12 +176,36 @@ class PlainSink:
                 closable.close()
         if self._parquet is None and self._file is None:
             self._tmp.write_bytes(b"")
+        _fsync(self._tmp)
         os.replace(self._tmp, self.output)
+        _fsync(self.output.parent)
 
 
 def _field(part: Path, position: int) -> int:
-    """index.ok.failed.nbytes.part -> one of its numbers."""
+    """index.ok.failed.checksum.part -> one of its numbers."""
     return int(part.name.split(".")[position])
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _intact(part: Path) -> bool:
+    """Whether a part's bytes are those it was written with (a crash may cut a part short
+    after its rename, or a disk damage it: resume then scores that chunk again)."""
+    try:
+        return _digest(part.read_bytes()) == part.name.split(".")[3]
+    except (OSError, IndexError):
+        return False
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _join_parquet(parts: list[Path], out: Path) -> None:
@@ -170,11 +222,16 @@ def _join_parquet(parts: list[Path], out: Path) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    # No fsync: a part is renamed into place only once written, and a part a crash cut
-    # short fails the size check on resume. fsync per chunk cost more than the scoring.
+    # No fsync per part (it cost more than the scoring): a part is renamed into place only
+    # once written, and one a crash cut short fails its checksum on resume.
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _only_model_changed(stored: dict[str, object], current: Manifest) -> bool:
+    same_run = {**stored, "model_version": current.model_version} == asdict(current)
+    return same_run and stored.get("model_version") != current.model_version
 
 
 def _difference(stored: dict[str, object] | None, current: Manifest) -> str:

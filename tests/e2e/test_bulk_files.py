@@ -15,35 +15,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from inferq.core.constants import COURSE_FEATURES, COURSE_TARGET
+from inferq.core.constants import COURSE_FEATURES
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
-from inferq.tools.sample_data import generate
 from producer import Client
 from producer.bulk.score_file import ScoreOptions, score_file
 from producer.bulk.scorers import QueueScorer
+from tests.support.bulk import products
 from tests.support.harness import cli_env
 
 pytestmark = pytest.mark.e2e
-
-BAD_ROWS = {10: ("unit_price", "abc"), 11: ("critic_rating", "")}
-
-
-def _products(path: Path, rows: int, bad: bool = True) -> Path:
-    cols = generate(rows, seed=5)
-    cols.pop(COURSE_TARGET)
-    table = pa.table({"sku": [f"g{i}" for i in range(rows)], **cols})
-    pacsv.write_csv(table, path)
-    if bad:  # make a few rows bad, as text
-        lines = path.read_text().splitlines()
-        header = lines[0].replace('"', "").split(",")
-        for row, (name, value) in BAD_ROWS.items():
-            cells = lines[row + 1].split(",")
-            cells[header.index(name)] = value
-            lines[row + 1] = ",".join(cells)
-        path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _score(
@@ -65,7 +47,7 @@ def _table(path: Path) -> pa.Table:
 def test_csv_through_workers_matches_the_model_in_process(
     worker: WorkerProcess, settings: Settings, tmp_path: Path
 ) -> None:
-    src = _products(tmp_path / "in.csv", 500)
+    src = products(tmp_path / "in.csv", 500)
     queued = _score(settings, str(src), "-o", str(tmp_path / "q.csv"), "--chunk-rows", "64")
     assert queued.returncode == 1, queued.stderr  # 2 bad rows, --max-errors 0
     assert "scored 500 rows: ok=498 failed=2" in queued.stderr
@@ -90,7 +72,7 @@ def test_csv_through_workers_matches_the_model_in_process(
 def test_every_format_through_workers(
     client: Client, tmp_path: Path, src_suffix: str, out_suffix: str
 ) -> None:
-    table = _table(_products(tmp_path / "in.csv", 300, bad=False))
+    table = _table(products(tmp_path / "in.csv", 300, bad=False))
     src = tmp_path / f"in{src_suffix}"
     if src_suffix == ".parquet":
         pq.write_table(table, src)
@@ -123,7 +105,7 @@ def _wait_for_parts(
 def test_a_killed_producer_resumes_to_the_same_bytes(
     worker: WorkerProcess, settings: Settings, tmp_path: Path
 ) -> None:
-    src = _products(tmp_path / "in.csv", 3000)
+    src = products(tmp_path / "in.csv", 3000)
     flags = ("--chunk-rows", "50", "--in-flight", "1", "--max-errors", "2")
     whole = _score(settings, str(src), "-o", str(tmp_path / "whole.csv"), *flags)
     assert whole.returncode == 0, whole.stderr
@@ -146,7 +128,7 @@ def test_a_worker_killed_mid_run_loses_nothing(
     queue = "test-bulk-killed"
     env = {**worker_env, "INFERQ_REGRESSION_QUEUE": queue, "INFERQ_VISIBILITY_TIMEOUT_S": "3"}
     settings = Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})
-    src = _products(tmp_path / "in.csv", 4000, bad=False)
+    src = products(tmp_path / "in.csv", 4000, bad=False)
     flags = ("--chunk-rows", "100", "--in-flight", "3", "--resend-after-s", "10")
     out = tmp_path / "out.csv"
     with WorkerProcess(redis_server.url, env=env) as first:
@@ -176,3 +158,23 @@ def test_wrong_columns_and_empty_files_through_the_cli(
     result = _score(settings, str(header_only), "-o", str(tmp_path / "h.parquet"))
     assert result.returncode == 0, result.stderr
     assert pq.read_table(tmp_path / "h.parquet").num_rows == 0
+
+
+def test_two_runs_of_one_input_side_by_side_do_not_stall_each_other(
+    worker: WorkerProcess, settings: Settings, tmp_path: Path
+) -> None:
+    # Chunk ids used to come from the input alone: each run deleted results the other
+    # was waiting for, which then waited until its resend (120 s by default).
+    src = products(tmp_path / "in.csv", 4000, bad=False)
+    flags = ("--chunk-rows", "200", "--in-flight", "2", "--resend-after-s", "600")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "inferq", "score", str(src), "-o", str(tmp_path / name), *flags],
+            env=cli_env(settings), stderr=subprocess.PIPE, text=True,
+        )
+        for name in ("a.csv", "b.csv")
+    ]  # fmt: skip
+    for run in runs:
+        _, stderr = run.communicate(timeout=90)  # a stall would wait out the 600 s resend
+        assert run.returncode == 0, stderr
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()

@@ -39,6 +39,7 @@ from tests.support.composefile import (
     parse_inferq,
     read_dockerfile,
     services,
+    shell_commands,
     worker_queues,
     workers,
 )
@@ -61,12 +62,24 @@ def test_every_service_has_a_healthcheck() -> None:
 
 def test_redis_persists_and_requires_the_password() -> None:
     redis = services()["redis"]
-    command = argv(redis["command"])
-    flags = dict(zip(command[1::2], command[2::2], strict=False))
-    assert flags.get("--appendonly") == "yes", command
-    assert flags.get("--requirepass") == COMPOSE_ENV["REDIS_PASSWORD"], command
-    assert flags.get("--maxmemory-policy", "noeviction") == "noeviction", command
+    script = argv(redis["command"])[2]
+    command = next(c for c in shell_commands(script.split("<<")[0]) if "redis-server" in c)
+    server = command[command.index("redis-server") :]
+    flags = dict(zip(server[2::2], server[3::2], strict=False))
+    assert server[1] == "-" and flags.get("--appendonly") == "yes", server  # config on stdin
+    assert flags.get("--maxmemory-policy", "noeviction") == "noeviction", server
+    assert "requirepass $REDIS_PASSWORD" in script, script
     assert any(str(v).endswith(":/data") for v in redis.get("volumes", [])), "AOF not on a volume"
+
+
+def test_no_password_on_a_command_line() -> None:
+    secret = COMPOSE_ENV["REDIS_PASSWORD"]
+    for name, service in services().items():
+        seen = [
+            *argv(service.get("command", [])),
+            *argv((service.get("healthcheck") or {}).get("test", [])),
+        ]
+        assert not [part for part in seen if secret in part], f"{name}: password in argv"
 
 
 def test_inferq_commands_name_real_commands_and_options(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Redis and two workers on three hosts (network namespaces, see tests/netns.py); one
+"""Redis and two workers on three hosts (network namespaces, see inferq/bench/netns.py); one
 worker's cable is pulled at the switch in the middle of a run.
 
 The promise under test (README, "Delivery guarantees"): the jobs the cut-off worker
@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import redis
 
+from inferq.bench.netns import Lan, why_no_namespaces
 from inferq.core.contract import PredictResult
 from inferq.core.processes import Managed, stop_process
 from inferq.core.settings import Settings
@@ -40,7 +41,6 @@ from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
 from tests.support import delivery
 from tests.support.delivery import Outcomes, executions, rows
-from tests.support.netns import Lan, why_no_namespaces
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -48,3 +49,14 @@ def send_raw(
             serializer=None,
         )
     return app.AsyncResult(task_id)
+
+
+def real_envelope(client: Any, store: Any, task: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A real job's envelope as kombu writes it to Redis: sent to a scratch queue nobody
+    reads, popped back, decoded. (``client``: a producer Client; ``store``: redis.Redis.)"""
+    scratch = f"scratch-{uuid.uuid4().hex[:8]}"
+    client.app.send_task(task, kwargs=kwargs, queue=scratch)
+    raw = store.rpop(scratch)
+    assert isinstance(raw, bytes), "the scratch queue was empty"
+    envelope: dict[str, Any] = json.loads(raw)
+    return envelope

@@ -26,39 +26,7 @@ from producer.bulk.columns import from_records, from_table
 from producer.bulk.formats import Format, FormatError, read_chunks
 from producer.bulk.score_file import ScoreOptions, score_file
 from producer.bulk.sinks import ResumeError
-
-FEATURES = ["a", "b"]
-
-
-class LinearScorer:
-    """Dollars = 10 a + b; records what it was asked, and can fail on a chunk."""
-
-    features = FEATURES
-    version = "fake-1"
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.chunks: list[str] = []
-        self.fail_after = fail_after
-
-    def submit(self, cid: str, x: np.ndarray) -> np.ndarray:
-        if self.fail_after is not None and len(self.chunks) >= self.fail_after:
-            raise KeyboardInterrupt  # the run is killed while this chunk is out
-        self.chunks.append(cid)
-        return 10 * x[:, 0] + x[:, 1]
-
-    def collect(self, ticket: np.ndarray, rows: int) -> tuple[np.ndarray, dict[int, str]]:
-        return ticket, {}
-
-    def release(self, ticket: Any) -> None:
-        return None
-
-
-def _csv(path: Path, rows: int, bad: dict[int, str] | None = None) -> Path:
-    lines = ["id,a,b"] + [f"r{i},{i},{i % 7}" for i in range(rows)]
-    for i, line in (bad or {}).items():
-        lines[i + 1] = line
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from tests.support.bulk import FEATURES, LinearScorer, csv_file
 
 
 def test_text_columns_give_one_error_per_bad_row() -> None:
@@ -91,7 +59,7 @@ def test_json_records_are_strict_like_stream_jobs() -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_chunks_have_exactly_chunk_rows(tmp_path: Path, fmt: str) -> None:
-    src = _csv(tmp_path / "in.csv", 1000)
+    src = csv_file(tmp_path / "in.csv", 1000)
     if fmt == "parquet":
         pq.write_table(pacsv.read_csv(src), tmp_path / "in.parquet", row_group_size=333)
         src = tmp_path / "in.parquet"
@@ -117,7 +85,7 @@ def test_wire_matrix_round_trip_and_size_check() -> None:
     ("suffix", "out"), [(".csv", ".csv"), (".csv", ".parquet"), (".csv", ".jsonl")]
 )
 def test_every_row_in_order_with_results_and_errors(tmp_path: Path, suffix: str, out: str) -> None:
-    src = _csv(tmp_path / f"in{suffix}", 50, bad={3: "r3,x,1", 40: "r40,,2"})
+    src = csv_file(tmp_path / f"in{suffix}", 50, bad={3: "r3,x,1", 40: "r40,,2"})
     dst = tmp_path / f"out{out}"
     summary = score_file(src, dst, LinearScorer(), ScoreOptions(chunk_rows=16))
     assert (summary.rows, summary.ok, summary.failed, summary.chunks) == (50, 48, 2, 4)
@@ -146,7 +114,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def test_a_killed_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
-    src = _csv(tmp_path / "in.csv", 100, bad={7: "r7,x,1"})
+    src = csv_file(tmp_path / "in.csv", 100, bad={7: "r7,x,1"})
     whole, resumed = tmp_path / "whole.csv", tmp_path / "resumed.csv"
     score_file(src, whole, LinearScorer(), ScoreOptions(chunk_rows=10))
     with pytest.raises(KeyboardInterrupt):
@@ -161,26 +129,29 @@ def test_a_killed_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_changed_input(tmp_path: Path) -> None:
-    src = _csv(tmp_path / "in.csv", 30)
+    src = csv_file(tmp_path / "in.csv", 30)
     with pytest.raises(KeyboardInterrupt):
         score_file(src, tmp_path / "o.csv", LinearScorer(fail_after=2), ScoreOptions(chunk_rows=5))
-    _csv(src, 31)
+    csv_file(src, 31)
     with pytest.raises(ResumeError, match="input_sha256 changed"):
         score_file(src, tmp_path / "o.csv", LinearScorer(), ScoreOptions(chunk_rows=5, resume=True))
 
 
-def test_a_part_cut_short_is_scored_again(tmp_path: Path) -> None:
-    src = _csv(tmp_path / "in.csv", 30)
+def test_a_part_cut_short_or_damaged_is_scored_again(tmp_path: Path) -> None:
+    src = csv_file(tmp_path / "in.csv", 30)
     whole = tmp_path / "whole.csv"
     score_file(src, whole, LinearScorer(), ScoreOptions(chunk_rows=5))
     out = tmp_path / "o.csv"
     with pytest.raises(KeyboardInterrupt):
         score_file(src, out, LinearScorer(fail_after=3), ScoreOptions(chunk_rows=5, in_flight=1))
-    part = sorted(out.with_name("o.csv.inferq-parts").glob("00000001.*.part"))[0]
-    part.write_bytes(part.read_bytes()[:3])  # what a crash can leave behind
+    parts = sorted(out.with_name("o.csv.inferq-parts").glob("*.part"))
+    parts[1].write_bytes(parts[1].read_bytes()[:3])  # what a crash can leave behind
+    damaged = bytearray(parts[2].read_bytes())
+    damaged[0] ^= 0xFF  # the same size, other bytes: only the checksum can tell
+    parts[2].write_bytes(bytes(damaged))
     scorer = LinearScorer()
     score_file(src, out, scorer, ScoreOptions(chunk_rows=5, resume=True))
-    assert out.read_bytes() == whole.read_bytes() and len(scorer.chunks) == 4
+    assert out.read_bytes() == whole.read_bytes() and len(scorer.chunks) == 5
 
 
 def test_empty_and_header_only_files(tmp_path: Path) -> None:

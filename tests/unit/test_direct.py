@@ -4,6 +4,8 @@ in front of them is Celery's own, run end to end by every worker test)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -253,4 +255,49 @@ def test_an_answer_that_cannot_be_stored_sends_the_job_back_unacked() -> None:
     _answered([req])
     assert req.rejects == [True] and records == []
     assert finisher.drain(5) == 0
+    app.close()
+
+
+def test_a_stalled_redis_does_not_fail_a_job_whose_pass_ended() -> None:
+    """Redis stops answering (SIGSTOP) while the finisher stores one job; a second job's
+    forward pass ends meanwhile, and its deadline passes before the store returns. The
+    second job is answered with its outputs: the deadline is about the pass, not Redis."""
+    with RedisServer() as server:
+        app = _app(server.url)
+        records: list[tuple[str, str]] = []
+        finisher = _finisher(records)
+        first, second = FakeRequest(app.backend), FakeRequest(app.backend)
+        _, first_pass = _hold(finisher, first, deadline_s=60)
+        _, second_pass = _hold(finisher, second, deadline_s=0.5)
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            first_pass.set_result(_output())  # the finisher takes it, and blocks storing it
+            time.sleep(0.3)  # the fault: Redis answers nothing; the finisher is in its store
+            second_pass.set_result(_output())  # this pass ends while Redis is stalled
+            time.sleep(2.2)  # still nothing: past the second job's deadline and a sweep
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        _answered([first, second])
+        assert finisher.drain(5) == 0
+        assert second.acks == ["SUCCESS"]
+        assert sorted(records) == sorted([(first.id, "ok"), (second.id, "ok")])
+        app.close()
+
+
+def test_a_store_that_fails_for_a_moment_is_tried_again_not_requeued() -> None:
+    """Redis is down when the answer is ready and back a second later: the finisher
+    stores it on a later try and acks it; the job never goes round the queue."""
+    with RedisServer() as first:
+        port, url = first.port, first.url
+    app = _app(url, result_backend_transport_options={"retry_policy": {"max_retries": 0}})
+    records: list[tuple[str, str]] = []
+    finisher = _finisher(records)
+    req = FakeRequest(app.backend)
+    _hold(finisher, req, deadline_s=60)[1].set_result(_output())
+    time.sleep(1.0)  # the fault: nothing listens on the port for this long
+    with RedisServer(port):
+        _answered([req])
+        assert req.acks == ["SUCCESS"] and req.rejects == []
+        assert records == [(req.id, "ok")]
     app.close()

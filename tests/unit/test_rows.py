@@ -5,7 +5,7 @@ import pytest
 
 from inferq.core.constants import COURSE_FEATURES
 from inferq.core.rows import RowValidator
-from inferq.errors import InvalidInput
+from inferq.errors import MAX_FIELD_ERRORS, InvalidInput
 
 ROW = {name: 1.0 for name in COURSE_FEATURES} | {"critic_rating": 3.5, "unit_price": 59.99}
 
@@ -91,3 +91,19 @@ def test_empty_row_lists_every_missing_feature(validator: RowValidator) -> None:
     codes = _codes(validator, [{}])
     assert {field for _, field, _ in codes} == set(COURSE_FEATURES)
     assert {code for _, _, code in codes} == {"missing_field"}
+
+
+def test_a_flood_of_unknown_fields_gets_a_small_answer(validator: RowValidator) -> None:
+    # 5 rows x 100,000 unknown keys: refused before pydantic builds an error per key.
+    rows = [{**ROW, **{f"k{i}": 1 for i in range(100_000)}} for _ in range(5)]
+    with pytest.raises(InvalidInput) as info:
+        validator.validate(rows)
+    assert len(info.value.details) == MAX_FIELD_ERRORS
+    assert info.value.info["errors_omitted"] == 500_000 - MAX_FIELD_ERRORS
+    assert {e["code"] for e in info.value.details} == {"unknown_field"}
+
+
+def test_every_error_list_is_capped_and_counted() -> None:
+    error = InvalidInput.with_errors("m", [{"row": i} for i in range(250)])
+    assert len(error.details) == MAX_FIELD_ERRORS and error.info["errors_omitted"] == 150
+    assert "errors_omitted" not in InvalidInput.with_errors("m", [{"row": 0}]).info

@@ -1,5 +1,5 @@
-"""kombu's Redis channel with two fixes: it survives a Redis restart, and it reuses
-one client for its commands.
+"""kombu's Redis channel with three fixes: it survives a Redis restart, it reuses
+one client for its commands, and no queue entry can stop the worker.
 
 **The restart race.** When the broker connection drops, Celery's consumer first calls
 ``Connection.collect()``, then ``Connection.close()``. If the first close of the
@@ -22,19 +22,46 @@ event (``conn_or_acquire``), and building one (its table of response callbacks) 
 a tenth of a busy worker's CPU (README, Benchmarks). The client holds no connection
 of its own (each command takes one from the channel's pool), so one per pool serves
 every thread; a new pool (after a reconnect) gets a new client.
+
+**Entries that would stop the worker.** ``_brpop_read`` is kombu's, with one change:
+the popped entry goes through ``EntryGuard`` (worker.celeryapp.dead_letters) before
+kombu decodes it, and an unacked record Redis refuses puts the entry back.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from queue import Empty
+from typing import Any, ClassVar
 
 import kombu
 from kombu.transport import redis as kombu_redis
 
+from worker.celeryapp.dead_letters import (
+    DeadLetter,
+    EntryGuard,
+    UnackedWriteFailed,
+    put_back,
+    task_id_of,
+)
+
 _TESTED_MAJOR = "5."
 
 
+class SafeQoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        try:
+            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+        except self.channel.connection_errors:
+            raise  # Celery's reconnect restores the channel's unacked entries
+        except Exception as exc:  # e.g. OOM: Redis refuses the write; the entry is popped
+            raise UnackedWriteFailed(str(exc)) from exc
+
+
 class ReconnectSafeChannel(kombu_redis.Channel):
+    QoS = SafeQoS
+    # Replaced at the worker's start with one that knows its settings and answers task ids.
+    guard: ClassVar[EntryGuard] = EntryGuard()
+
     def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
         # Before super().__init__: opening the channel already reads the settings.
         self._opened_with = connection.client
@@ -62,10 +89,73 @@ class ReconnectSafeChannel(kombu_redis.Channel):
             client = self._sync_client = super()._create_client(False)  # type: ignore[no-untyped-call]
         return client
 
+    def _brpop_read(self, **options: Any) -> bool:
+        # kombu 5.7's _brpop_read, the entry checked before it is decoded.
+        try:
+            try:
+                popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                # The next iteration reconnects, as kombu does.
+                self.client.connection.disconnect()
+                raise
+            if not popped:
+                raise Empty()
+            key, raw = popped
+            key = key.decode() if isinstance(key, bytes) else key
+            raw = raw.encode() if isinstance(raw, str) else raw
+            queue = key.rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
+            self._deliver_checked(queue, key, raw)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            flush = getattr(self, "_flush_brpop_reauth", None)  # kombu >= 5.6
+            if flush is not None:
+                flush()
+
+    def _deliver_checked(self, queue: str, key: str, raw: bytes) -> None:
+        payload, problem = self.guard.decode(raw)
+        if problem is None:
+            try:
+                self.connection._deliver(payload, queue)
+                return
+            except UnackedWriteFailed:
+                with self.conn_or_acquire() as client:
+                    put_back(lambda: client.rpush(key, raw), queue, raw)
+                return
+            except self.connection_errors:
+                raise
+            except Exception as exc:  # kombu could not make a message of it (not recorded)
+                problem = f"kombu refused the envelope: {type(exc).__name__}: {exc}"[:300]
+        letter = DeadLetter(queue, key, raw, problem, task_id_of(payload, raw))
+        with self.conn_or_acquire() as client:
+            self.guard.dead_letter(client, letter)
+
+
+class ReconnectSafeSentinelChannel(ReconnectSafeChannel, kombu_redis.SentinelChannel):
+    """The same fixes for ``sentinel://`` brokers. kombu's SentinelChannel asks the
+    Sentinels for the master each time it builds a pool, so a reconnect after a failover
+    finds the promoted replica, and the one client follows the pool as above. It reads
+    the Sentinels' addresses from ``transport.client.alt`` as well as ``_connparams``:
+    after a failover the race of the module's docstring meets it there too (an ack's
+    pool built on a detached transport: ``'NoneType' object has no attribute 'alt'``)."""
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport.client is not None:
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        transport.client = self._opened_with  # lent back for this one call, as above
+        try:
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        finally:
+            transport.client = None
+
 
 def install() -> None:
-    """Make kombu's Redis transports (``redis://`` and ``rediss://``) open safe channels."""
+    """Make kombu's Redis transports (``redis://``, ``rediss://``, ``sentinel://``) open
+    safe channels."""
     if not kombu.__version__.startswith(_TESTED_MAJOR):
         found = kombu.__version__
         raise RuntimeError(f"worker.celeryapp.channel was checked against kombu 5.x, not {found}")
     kombu_redis.Transport.Channel = ReconnectSafeChannel
+    kombu_redis.SentinelTransport.Channel = ReconnectSafeSentinelChannel

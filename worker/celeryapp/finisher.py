@@ -4,7 +4,9 @@ The runner thread only runs the model; when a forward pass ends it hands the
 batch's jobs to this thread, which stores every job's result or typed error
 and only then acks its message. Results ready together are stored together
 (worker.celeryapp.results: two round trips for the lot). A job whose answer cannot be
-stored goes back to the queue instead of being acked. A job with no forward
+stored is tried again a few times, waits doubling, and then goes back to the queue
+instead of being acked (not at once: an answer Redis keeps refusing must not send its
+job round the queue in a hot loop). A job with no forward
 pass within its deadline gets InferenceFailed, as on the pool path, and a
 forward pass that ends after that is ignored: one answer per job. A job whose
 forward pass has ended is answered with its outputs, however late the finisher
@@ -33,6 +35,7 @@ log = logging.getLogger("inferq.finisher")
 
 SWEEP_S = 1.0  # how often held jobs are checked against their deadline
 MAX_GROUP = 256  # jobs answered together, at most
+STORE_RETRY_WAITS_S = (0.5, 1.0, 2.0)  # then the job goes back to the queue
 
 
 def outcome_code(error: BaseException | None) -> str:
@@ -61,6 +64,7 @@ class HeldJob:
     error: BaseException | None = None
     result: dict[str, Any] | None = field(default=None, repr=False)
     overdue_s: float | None = None  # set by the deadline sweep: waited this long, no pass
+    store_failures: int = 0
 
     def outcome(self) -> str:
         return outcome_code(self.error)
@@ -78,6 +82,7 @@ class Finisher:
         self._record = record
         self._ready: SimpleQueue[HeldJob] = SimpleQueue()
         self._held: set[HeldJob] = set()
+        self._retries: list[tuple[float, HeldJob]] = []  # (when, job): stores to try again
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="inferq-finisher", daemon=True)
         self._thread.start()
@@ -101,6 +106,7 @@ class Finisher:
         while True:
             try:
                 self._answer(self._take())
+                self._answer(self._due_retries())
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + SWEEP_S
                     self._answer(self._overdue())
@@ -133,9 +139,16 @@ class Finisher:
             job.overdue_s = round(now - job.started, 1)
         return overdue
 
+    def _due_retries(self) -> list[HeldJob]:
+        now = time.monotonic()
+        due = [job for when, job in self._retries if when <= now]
+        self._retries = [(when, job) for when, job in self._retries if when > now]
+        return due
+
     def _answer(self, jobs: list[HeldJob]) -> None:
         with self._cond:
             jobs = [job for job in dict.fromkeys(jobs) if job in self._held]
+        later: list[HeldJob] = []
         try:
             for job in jobs:
                 self._settle(job)
@@ -145,18 +158,35 @@ class Finisher:
                     if job in stored or _store_one(job):
                         _finish(job)
                         self._record(job)
+                    elif self._try_later(job):
+                        later.append(job)
                 except Exception:  # one job's ack or event must not cost the others theirs
                     log.exception("job=%s: answered, but not finished", job.request.id)
         finally:
             with self._cond:
-                self._held.difference_update(jobs)
+                self._held.difference_update(set(jobs) - set(later))
                 if not self._held:
                     self._cond.notify_all()
+
+    def _try_later(self, job: HeldJob) -> bool:
+        """After a failed store: True if the job is to be stored again later (it stays
+        held, unacked); False once it went back to the queue."""
+        req = job.request
+        if job.store_failures < len(STORE_RETRY_WAITS_S):
+            wait_s = STORE_RETRY_WAITS_S[job.store_failures]
+            job.store_failures += 1
+            self._retries.append((time.monotonic() + wait_s, job))
+            log.warning("job=%s: answer not stored; trying again in %.1f s", req.id, wait_s)
+            return True
+        log.error("job=%s: answer still not stored; the job goes back to the queue", req.id)
+        task_ready(req)
+        req.reject(requeue=True)
+        return False
 
     def _settle(self, job: HeldJob) -> None:
         """Turn the job's forward pass (or its error) into ``result`` or ``error``. A pass
         that ended wins over the sweep's verdict: the outputs are there, so they count."""
-        if job.error is not None:
+        if job.error is not None or job.result is not None:
             return
         assert job.future is not None and job.make_result is not None
         if not job.future.done():
@@ -186,17 +216,15 @@ def _store_fast(jobs: list[HeldJob]) -> set[HeldJob]:
 
 
 def _store_one(job: HeldJob) -> bool:
-    """Store one job's answer; False (and the job back in the queue) if it cannot be."""
+    """Store one job's answer; False if it cannot be (after Celery's own retries)."""
     req = job.request
     try:
         if job.error is None:
             req.task.backend.mark_as_done(req.id, job.result, request=req._context)
         else:
             req.task.backend.mark_as_failure(req.id, job.error, request=req._context)
-    except Exception:
-        log.exception("job=%s: answer not stored; the job goes back to the queue", req.id)
-        task_ready(req)
-        req.reject(requeue=True)
+    except Exception as exc:
+        log.warning("job=%s: storing its answer failed: %s: %s", req.id, type(exc).__name__, exc)
         return False
     return True
 

@@ -28,7 +28,10 @@ from inferq.core.processes import announce
 from inferq.core.routing import models_for
 from inferq.core.settings import Settings
 from inferq.errors import InferqError
+from worker.celeryapp import refusal
 from worker.celeryapp.blobs import blob_reader
+from worker.celeryapp.channel import ReconnectSafeChannel
+from worker.celeryapp.dead_letters import EntryGuard
 from worker.celeryapp.state import WorkerState
 from worker.loading.registry import check_files
 from worker.metrics import port_for
@@ -63,7 +66,7 @@ def _uses_prefork(worker: Any) -> bool:
 def on_worker_init(sender: Any, **_: Any) -> None:
     app = sender.app
     settings: Settings = app.settings
-    refused = broker_refusal(settings.broker_url)
+    refused = broker_refusal(settings)
     if refused is not None and refused[0]:
         # Bad credentials never get better: fail now rather than let Celery retry forever.
         # (An unreachable Redis may come back, so that case is left to Celery's retries.)
@@ -72,6 +75,10 @@ def on_worker_init(sender: Any, **_: Any) -> None:
         settings, models_for(set(app.amqp.queues.consume_from), settings)
     )
     state.read_blob = blob_reader(app.backend)
+    # kombu's channel class is where entries are checked; it gets this worker's limit and
+    # a way to answer the task id of an entry it dead-letters.
+    answer = functools.partial(refusal.answer_dead_letter, app)
+    ReconnectSafeChannel.guard = EntryGuard(settings.max_message_bytes, answer)
     # Before the models load: a port already taken fails the start in a second, not a minute.
     _start_metrics(sender, state)
     try:

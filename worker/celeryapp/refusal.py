@@ -26,6 +26,7 @@ from celery import Celery, bootsteps, signals
 from kombu.exceptions import ContentDisallowed
 
 from inferq.errors import ContentRefused, InferqError, InvalidMessage
+from worker.celeryapp.dead_letters import DeadLetter
 
 log = logging.getLogger("inferq.refusal")
 
@@ -43,11 +44,13 @@ def store_refusal(consumer: Any, message: Any, error: InferqError) -> None:
     """Store ``error`` as the result of the task the message's headers name, if any."""
     headers = message.headers if isinstance(message.headers, dict) else {}
     task_id, task = headers.get("id"), headers.get("task")
-    if not isinstance(task_id, str) or not task_id or not isinstance(task, str):
-        # Not a task message of protocol 2 (or a control message): nobody can be waiting
-        # for a result under an id. Celery's own log line stays.
+    if not isinstance(task_id, str) or not task_id:
+        # Not a task message of protocol 2: nobody can be waiting for a result under an
+        # id. Celery's own log line stays.
         log.warning("refused a message that names no task id: %s", error.code)
         return
+    # The task header is the sender's value, whatever its type: shown, never trusted.
+    task = task if isinstance(task, str) else f"{task!r:.60}"
     try:
         consumer.app.backend.mark_as_failure(task_id, error)
     except Exception:
@@ -61,6 +64,16 @@ def store_refusal(consumer: Any, message: Any, error: InferqError) -> None:
     if state is not None:
         state.metrics.job_refused(task if task in consumer.app.tasks else "unknown", error.code)
     log.warning("job=%s task=%s outcome=%s", task_id, task, error.code)
+
+
+def answer_dead_letter(app: Celery, letter: DeadLetter) -> None:
+    """Store ``invalid_message`` under the task id a dead-lettered entry names."""
+    assert letter.task_id is not None
+    error = InvalidMessage(f"the queue entry was dead-lettered: {letter.reason}"[:300])
+    app.backend.mark_as_failure(letter.task_id, error)
+    state = app.state
+    if state is not None:
+        state.metrics.job_refused("unknown", error.code)
 
 
 def on_task_rejected(sender: Any, message: Any, exc: BaseException | None, **_: Any) -> None:

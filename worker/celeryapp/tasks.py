@@ -94,12 +94,18 @@ def classify_images(self: Task, images: Any, top_k: Any = 5) -> dict[str, Any]:
 
 
 def score_chunk_task(
-    self: Task, chunk_id: Any, features: Any, rows: Any, data: Any, compression: Any = None
+    self: Task,
+    chunk_id: Any,
+    features: Any,
+    rows: Any,
+    data: Any,
+    compression: Any = None,
+    model_version: Any = None,
 ) -> dict[str, Any]:
     served = _state(self).models.regressor()
 
     def run() -> dict[str, Any]:
-        return score_chunk.run(served, chunk_id, features, rows, data, compression)
+        return score_chunk.run(served, chunk_id, features, rows, data, compression, model_version)
 
     return logged_job(self, served.name, run)
 

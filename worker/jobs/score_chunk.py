@@ -16,15 +16,24 @@ import numpy as np
 
 from inferq.core.chunks import decode_matrix, encode_results
 from inferq.core.rows import CODE_NAMES, MESSAGES, OK, field_error, first_problems, value_codes
-from inferq.errors import InvalidInput
+from inferq.errors import InvalidInput, ModelVersionMismatch
 from worker.jobs.checks import to_ms
 from worker.loading.registry import ServedRegressor
 
 
 def run(
-    served: ServedRegressor, chunk_id: Any, features: Any, rows: Any, data: Any, compression: Any
+    served: ServedRegressor,
+    chunk_id: Any,
+    features: Any,
+    rows: Any,
+    data: Any,
+    compression: Any,
+    model_version: Any = None,
 ) -> dict[str, Any]:
     started = time.monotonic()
+    if model_version is not None and model_version != served.version:
+        # One model per output: a chunk made for another version is refused, not scored.
+        raise ModelVersionMismatch.between(str(model_version)[:64], served.version)
     meta = served.meta
     order = _column_order(features, meta.features)
     if isinstance(rows, int) and rows > served.max_chunk_rows:

@@ -1,14 +1,15 @@
-"""Hosts made of Linux network namespaces, for tests that need a real network between
-processes: a switch (a bridge in its own namespace), one namespace per host, each
+"""Hosts made of Linux network namespaces, for benchmarks and tests that need a real
+network between processes: a switch (a bridge in its own namespace), one namespace per host, each
 plugged into the switch with a veth "cable", and the test process (the root
 namespace) on the same subnet through a cable of its own.
 
 Cutting a host's cable at the switch is a network partition the host does not see:
 its interface stays up, its packets go nowhere, its open connections hang.
 
-Needs root and iproute2 (``ip``). Names carry the test process's pid, so a run
+Needs root and iproute2 (``ip``). Names carry the making process's pid, so a run
 never collides with another one, and namespaces left behind by a run that died are
-removed by the next one.
+removed by the next one. Used by `inferq bench scale` (inferq.bench.hosts adds a CPU
+cap per host) and by tests/faults/test_multihost.py.
 """
 
 from __future__ import annotations
