@@ -97,7 +97,9 @@ def envelope_problem(payload: Any) -> str | None:
             "properties.delivery_info lacks exchange and routing_key",
         ),
         (props.get("body_encoding") in _BODY_ENCODINGS, "the body encoding is not kombu's"),
-        (isinstance(payload.get("body"), str | None), "the body is not a string"),
+        # bytes: kombu's JSON gives back a binary body (a pickle) sent without body
+        # encoding as bytes; refusal answers it content_refused from its content type.
+        (isinstance(payload.get("body"), str | bytes | None), "the body is not a string"),
         (isinstance(payload.get("headers"), dict | None), "the headers are not an object"),
         (
             all(
