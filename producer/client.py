@@ -26,6 +26,7 @@ from kombu.exceptions import OperationalError
 from inferq.core.celery_config import celery_config
 from inferq.core.chunks import encode_matrix, task_id_of
 from inferq.core.constants import (
+    CLASSIFIER_INFO_TASK,
     CLASSIFY_CHUNK_TASK,
     CLASSIFY_TASK,
     IMAGE_BLOB_PREFIX,
@@ -34,6 +35,7 @@ from inferq.core.constants import (
     SCORE_CHUNK_TASK,
 )
 from inferq.core.contract import (
+    ClassifierInfo,
     ClassifyChunkResult,
     ClassifyResult,
     PredictResult,
@@ -178,13 +180,17 @@ class Client(Managed):
         *,
         top_k: int = 5,
         expires_s: float | None = None,
+        model_version: str | None = None,
     ) -> Handle[ClassifyChunkResult]:
         """Send many images as one classify_images job (bulk: one message, one result,
         each image answered in the result with its labels or its own error): file bytes
         (sent base64 in the message), a path (str) under the worker's INFERQ_IMAGE_ROOT,
-        or a Blob from ``store_images``."""
+        or a Blob from ``store_images``. With ``model_version``, a worker serving another
+        classifier version refuses the chunk (ModelVersionMismatch)."""
         items = [_image_item(image) for image in images]
-        kwargs = {"images": items, "top_k": top_k}
+        kwargs: dict[str, Any] = {"images": items, "top_k": top_k}
+        if model_version is not None:
+            kwargs["model_version"] = model_version
         queue = self.settings.vision_queue
         size = len(images)
         return self._send(CLASSIFY_CHUNK_TASK, kwargs, queue, size, ClassifyChunkResult, expires_s)
@@ -228,6 +234,15 @@ class Client(Managed):
             return handle.wait(timeout_s, resend_after_s=INFO_RESEND_AFTER_S)
         except JobTimeout:
             raise JobTimeout(f"no regression worker answered within {timeout_s} s") from None
+
+    def classifier_info(self, timeout_s: float = 30.0) -> ClassifierInfo:
+        """The serving classifier (name, version), asked of a vision worker."""
+        queue = self.settings.vision_queue
+        handle = self._send(CLASSIFIER_INFO_TASK, {}, queue, 0, ClassifierInfo, None)
+        try:
+            return handle.wait(timeout_s, resend_after_s=INFO_RESEND_AFTER_S)
+        except JobTimeout:
+            raise JobTimeout(f"no vision worker answered within {timeout_s} s") from None
 
     def predict(self, rows: Rows, timeout_s: float = 30.0) -> PredictResult:
         return self.submit(rows).wait(timeout_s)

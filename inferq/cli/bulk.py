@@ -23,12 +23,20 @@ from inferq.cli.waiting import watching
 from inferq.core import exit_codes
 from inferq.core.tables import TableError
 from inferq.errors import InferqError
+from producer.bulk.one_model import OnNewModel
 from producer.bulk.report import Summary
 from producer.bulk.score_file import ScoreOptions, score_file
 from producer.bulk.sinks import ResumeError
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 FORMATS = click.Choice(["csv", "parquet", "jsonl"])
+ON_NEW_MODEL = click.option(
+    "--on-new-model",
+    type=click.Choice(["restart", "fail"]),
+    default="restart",
+    show_default=True,
+    help="When the workers' model changes mid-run: score everything again on it, or stop.",
+)
 
 
 def finish(summary: Summary, max_errors: int, summary_json: Path | None, unit: str = "rows") -> int:
@@ -101,13 +109,7 @@ def run_guarded(body: Callable[[], int]) -> int:
 @click.option(
     "--resend-after-s", default=120.0, show_default=True, help="Resend an unanswered chunk."
 )
-@click.option(
-    "--on-new-model",
-    type=click.Choice(["restart", "fail"]),
-    default="restart",
-    show_default=True,
-    help="When the workers' model changes mid-run: score everything again on it, or stop.",
-)
+@ON_NEW_MODEL
 @click.option("--in-process", is_flag=True, help="Run the model here, not on workers.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
 def score(
@@ -166,6 +168,7 @@ def score(
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (or start one).")
 @click.option("--max-errors", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--timeout-s", default=600.0, show_default=True)
+@ON_NEW_MODEL
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path))
 def score_images(
     source: Path,
@@ -177,6 +180,7 @@ def score_images(
     resume: bool,
     max_errors: int,
     timeout_s: float,
+    on_new_model: str,
     summary_json: Path | None,
 ) -> None:
     """Classify every image of a directory (recursively) or a manifest (one path per
@@ -186,7 +190,8 @@ def score_images(
     from producer.client import Client
 
     options = ImageOptions(chunk_images, in_flight, top_k, timeout_s, resume)
-    options = dataclasses.replace(options, worker_root=worker_root)
+    policy: OnNewModel = "fail" if on_new_model == "fail" else "restart"
+    options = dataclasses.replace(options, worker_root=worker_root, on_new_model=policy)
     settings = load_settings()
 
     def body() -> int:

@@ -9,6 +9,7 @@ from typing import Final
 # Celery task names: the public job contract (docs/contract.md).
 PREDICT_TASK: Final = "inferq.predict_earnings"
 MODEL_INFO_TASK: Final = "inferq.regressor_info"
+CLASSIFIER_INFO_TASK: Final = "inferq.classifier_info"
 CLASSIFY_TASK: Final = "inferq.classify_image"
 CLASSIFY_CHUNK_TASK: Final = "inferq.classify_images"
 SCORE_CHUNK_TASK: Final = "inferq.score_chunk"

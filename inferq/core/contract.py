@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from inferq.core.constants import (
+    CLASSIFIER_INFO_TASK,
     CLASSIFY_CHUNK_TASK,
     CLASSIFY_TASK,
     MODEL_INFO_TASK,
@@ -73,6 +74,21 @@ class RegressorInfoPayload(BaseModel):
     """Keyword arguments of ``inferq.regressor_info``: none."""
 
     model_config = ConfigDict(extra="forbid", title="inferq.regressor_info payload (task kwargs)")
+
+
+class ClassifierInfoPayload(BaseModel):
+    """Keyword arguments of ``inferq.classifier_info``: none."""
+
+    model_config = ConfigDict(extra="forbid", title="inferq.classifier_info payload (task kwargs)")
+
+
+class ClassifierInfo(BaseModel):
+    """Result of ``inferq.classifier_info``: the serving classifier."""
+
+    model_config = ConfigDict(title="inferq.classifier_info result")
+
+    model: ModelInfo
+    labels: int = Field(description="How many classes the model scores.")
 
 
 class RegressorInfo(BaseModel):
@@ -149,6 +165,11 @@ class ClassifyChunkPayload(BaseModel):
         description="The images, at most INFERQ_MAX_CHUNK_IMAGES; answered in this order."
     )
     top_k: int = Field(5, ge=1, le=TOP_K_MAX, description="How many labels per image.")
+    model_version: str | None = Field(
+        None,
+        description="The classifier version the producer's run uses; a worker serving "
+        "another refuses the chunk with model_version_mismatch (null: any version).",
+    )
 
     @staticmethod
     def item_fields() -> tuple[str, ...]:
@@ -234,6 +255,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     f"{PREDICT_TASK}.result": PredictResult,
     f"{MODEL_INFO_TASK}.payload": RegressorInfoPayload,
     f"{MODEL_INFO_TASK}.result": RegressorInfo,
+    f"{CLASSIFIER_INFO_TASK}.payload": ClassifierInfoPayload,
+    f"{CLASSIFIER_INFO_TASK}.result": ClassifierInfo,
     f"{CLASSIFY_TASK}.payload": ClassifyPayload,
     f"{CLASSIFY_TASK}.result": ClassifyResult,
     f"{CLASSIFY_CHUNK_TASK}.payload": ClassifyChunkPayload,

@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from typing import Final
 
 from inferq.core.constants import (
+    CLASSIFIER_INFO_TASK,
     CLASSIFY_CHUNK_TASK,
     CLASSIFY_TASK,
     MODEL_INFO_TASK,
@@ -28,6 +29,7 @@ TASK_QUEUES: Final = {
     SCORE_CHUNK_TASK: "regression",
     CLASSIFY_TASK: "vision",
     CLASSIFY_CHUNK_TASK: "vision",
+    CLASSIFIER_INFO_TASK: "vision",
 }
 
 

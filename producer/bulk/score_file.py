@@ -10,12 +10,11 @@ only what is missing and writes exactly the output of an uninterrupted run.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -33,9 +32,10 @@ from producer.bulk.formats import (
     read_chunks,
     render,
 )
+from producer.bulk.one_model import OnNewModel, on_one_model
 from producer.bulk.report import Progress, Summary
 from producer.bulk.scorers import RowErrors, Scorer
-from producer.bulk.sinks import Manifest, ModelChangedSinceRun, PlainSink, ResumableSink, Sink
+from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
 from producer.bulk.window import Window
 
 
@@ -51,12 +51,7 @@ class ScoreOptions:
     direct: bool = False
     # When the workers' model changes under a run (a roll-out): "restart" scores the
     # whole file again on the new model, "fail" stops. Never one output of two models.
-    on_new_model: Literal["restart", "fail"] = "restart"
-
-
-# Restarts at most, within one run: a roll-out still half done (old and new workers
-# side by side) would otherwise restart without end.
-MAX_MODEL_RESTARTS = 3
+    on_new_model: OnNewModel = "restart"
 
 
 @dataclass
@@ -92,26 +87,15 @@ def score_file(
 ) -> Summary:
     """Score ``source`` into ``output`` with one model version, starting over on the new
     one if the workers' model changes mid-run (``options.on_new_model``)."""
-    restarts = 0
-    while True:
-        try:
-            summary = _score_once(source, output, scorer, options, progress_every_s)
-        except (ModelVersionMismatch, ModelChangedSinceRun) as exc:
-            if options.on_new_model != "restart" or restarts >= MAX_MODEL_RESTARTS:
-                raise
-            restarts += 1
-            ResumableSink.discard(output)
-            scorer.refresh()
-            before = exc.before if isinstance(exc, ModelChangedSinceRun) else exc.info["expected"]
-            print(
-                f"inferq: the model changed under the run ({before} -> {scorer.version}): "
-                "scoring everything again on the new one",
-                file=sys.stderr,
-                flush=True,
-            )
-            continue
-        summary.model_restarts = restarts
-        return summary
+
+    def refresh() -> str:
+        scorer.refresh()
+        return scorer.version
+
+    def attempt() -> Summary:
+        return _score_once(source, output, scorer, options, progress_every_s)
+
+    return on_one_model(output, options.on_new_model, attempt, refresh)
 
 
 def _score_once(

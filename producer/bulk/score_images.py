@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from inferq.core.contract import ClassifyChunkResult, ImageOutcome, JobError
-from inferq.errors import InferqError
+from inferq.errors import InferqError, ModelVersionMismatch
 from producer.bulk.formats import FormatError
+from producer.bulk.one_model import OnNewModel, on_one_model
 from producer.bulk.report import Progress, Summary
 from producer.bulk.sinks import Manifest, ResumableSink
 from producer.bulk.window import Window
@@ -65,6 +66,8 @@ class ImageOptions:
     # The worker's INFERQ_IMAGE_ROOT, as this host sees it (a shared or the same file
     # system): files under it are sent as paths, not bytes.
     worker_root: Path | None = None
+    # A roll-out of the classifier mid-run: start over on it, or stop (producer.bulk.one_model).
+    on_new_model: OnNewModel = "restart"
 
 
 def list_images(source: Path) -> list[tuple[str, Path]]:
@@ -107,18 +110,40 @@ def _mtime_ns(path: Path) -> int:
 def score_images(
     client: Client, source: Path, output: Path, options: ImageOptions, every_s: float = 10.0
 ) -> Summary:
+    """Classify ``source``'s images into ``output`` with one classifier version, starting
+    over on the new one if the workers' model changes mid-run."""
+    version = [client.classifier_info(options.timeout_s).model.version]
+
+    def refresh() -> str:
+        version[0] = client.classifier_info(options.timeout_s).model.version
+        return version[0]
+
+    def attempt() -> Summary:
+        return _score_once(client, source, output, options, every_s, version[0])
+
+    return on_one_model(output, options.on_new_model, attempt, refresh)
+
+
+def _score_once(
+    client: Client,
+    source: Path,
+    output: Path,
+    options: ImageOptions,
+    every_s: float,
+    version: str,
+) -> Summary:
     images = list_images(source)
     started = time.monotonic()
     manifest = Manifest(
         listing_digest(images, options.chunk_bytes, options.worker_root),
         options.chunk_images,
         "jsonl",
-        "classifier",
+        version,
     )
     sink = ResumableSink(output, manifest, resume=options.resume)
     progress = Progress(len(images), "images", every_s=every_s)
     summary = Summary(output, unit="images")
-    finish = functools.partial(_finish, client, sink, summary, progress, options.timeout_s)
+    finish = functools.partial(_finish, client, sink, summary, progress, options.timeout_s, version)
     window: Window[tuple[int, _Chunk]] = Window(options.in_flight, finish)
     most = min(options.chunk_images, client.settings.max_chunk_images)
     root = options.worker_root.resolve() if options.worker_root else None
@@ -130,7 +155,7 @@ def score_images(
                 continue
             # Stored images outlive the wait for their chunk by a minute, no more.
             ttl_s = options.timeout_s + 60
-            window.add((index, _submit(client, chunk, options.top_k, root, ttl_s)))
+            window.add((index, _submit(client, chunk, options.top_k, root, ttl_s, version)))
         window.drain()
     finally:
         progress.close()
@@ -169,7 +194,12 @@ def _under(path: Path, root: Path | None) -> str | None:
 
 
 def _submit(
-    client: Client, chunk: list[tuple[str, Path]], top_k: int, root: Path | None, ttl_s: float
+    client: Client,
+    chunk: list[tuple[str, Path]],
+    top_k: int,
+    root: Path | None,
+    ttl_s: float,
+    version: str,
 ) -> _Chunk:
     """One classify_images message for the chunk's readable files, stored in Redis as
     blobs (or sent as paths under ``root``); the rest fail here."""
@@ -189,7 +219,7 @@ def _submit(
         next(blobs) if isinstance(data, bytes) and len(data) >= BLOB_MIN_BYTES else data
         for data in read
     ]
-    handle = client.submit_images(images, top_k=top_k) if images else None
+    handle = client.submit_images(images, top_k=top_k, model_version=version) if images else None
     return _Chunk(handle, outcomes, [i for i in images if isinstance(i, Blob)])
 
 
@@ -199,11 +229,12 @@ def _finish(
     summary: Summary,
     progress: Progress,
     timeout_s: float,
+    version: str,
     submitted: tuple[int, _Chunk],
 ) -> None:
     index, chunk = submitted
     try:
-        _write(sink, summary, progress, timeout_s, index, chunk)
+        _write(sink, summary, progress, timeout_s, version, index, chunk)
     finally:
         client.drop_images(chunk.blobs)
 
@@ -213,6 +244,7 @@ def _write(
     summary: Summary,
     progress: Progress,
     timeout_s: float,
+    version: str,
     index: int,
     chunk: _Chunk,
 ) -> None:
@@ -222,7 +254,11 @@ def _write(
     if handle is not None:
         try:
             answer = handle.wait(timeout_s, resend_after_s=RESEND_AFTER_S)
+            if answer.model.version != version:  # one model per output, whoever answered
+                raise ModelVersionMismatch.between(version, answer.model.version)
             results, model = answer.results, answer.model.model_dump()
+        except ModelVersionMismatch:
+            raise  # the run stops here: its output would hold two models
         except InferqError as exc:
             if exc.info.get("code") in RETRYABLE:
                 summary.unscored_chunks += 1

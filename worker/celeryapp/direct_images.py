@@ -93,6 +93,7 @@ class DirectClassifyChunk(_DirectImages):
     def start(self, job: HeldJob, state: WorkerState, finisher: Finisher) -> None:
         served = state.models.classifier()
         args, k = self.bound(job, ClassifyChunkPayload)
+        classify.check_version(served, args["model_version"])
         items = classify.chunk_items(served, args["images"])
         job.make_result = functools.partial(classify.chunk_result, served, k, started=job.started)
         gathered = _Gathered(len(items), job, finisher, served.timeout_s)

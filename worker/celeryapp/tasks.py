@@ -20,6 +20,7 @@ from celery import Celery, Task
 from pydantic import BaseModel
 
 from inferq.core.constants import (
+    CLASSIFIER_INFO_TASK,
     CLASSIFY_CHUNK_TASK,
     CLASSIFY_TASK,
     MODEL_INFO_TASK,
@@ -27,6 +28,7 @@ from inferq.core.constants import (
     SCORE_CHUNK_TASK,
 )
 from inferq.core.contract import (
+    ClassifierInfoPayload,
     ClassifyChunkPayload,
     ClassifyPayload,
     PredictPayload,
@@ -84,13 +86,21 @@ def classify_image(
     )
 
 
-def classify_images(self: Task, images: Any, top_k: Any = 5) -> dict[str, Any]:
+def classify_images(
+    self: Task, images: Any, top_k: Any = 5, model_version: Any = None
+) -> dict[str, Any]:
     state = _state(self)
     served, budget = state.models.classifier(), state.decode_budget
     read = state.read_blob
-    return logged_job(
-        self, served.name, lambda: classify.run_chunk(served, images, top_k, budget, read)
-    )
+
+    def run() -> dict[str, Any]:
+        return classify.run_chunk(served, images, top_k, budget, read, model_version)
+
+    return logged_job(self, served.name, run)
+
+
+def classifier_info(self: Task) -> dict[str, Any]:
+    return classify.info(_state(self).models.classifier())
 
 
 def score_chunk_task(
@@ -132,6 +142,7 @@ def register(app: Celery) -> None:
     )  # fmt: skip
     _register(app, SCORE_CHUNK_TASK, ScoreChunkPayload, score_chunk_task)
     _register(app, MODEL_INFO_TASK, RegressorInfoPayload, regressor_info)
+    _register(app, CLASSIFIER_INFO_TASK, ClassifierInfoPayload, classifier_info)
 
 
 def _register(

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from inferq.core.contract import ClassifyChunkPayload
-from inferq.errors import InferenceFailed, InferqError, InvalidInput
+from inferq.errors import InferenceFailed, InferqError, InvalidInput, ModelVersionMismatch
 from worker.engine.runner import BatchOutput
 from worker.jobs.checks import batch_info, to_ms, top_k
 from worker.jobs.decoding import DecodeBudget, model_input
@@ -125,15 +125,29 @@ def chunk_result(
     }
 
 
+def check_version(served: ServedClassifier, expected: Any) -> None:
+    """A chunk made for another classifier version is refused: one model per output."""
+    if expected is not None and expected != served.version:
+        raise ModelVersionMismatch.between(str(expected)[:64], served.version)
+
+
+def info(served: ServedClassifier) -> dict[str, Any]:
+    """The serving classifier: name, version, how many classes."""
+    model = {"name": served.name, "version": served.version}
+    return {"model": model, "labels": len(served.labels)}
+
+
 def run_chunk(
     served: ServedClassifier,
     images: Any,
     k: Any,
     budget: DecodeBudget,
     read_blob: BlobReader | None,
+    model_version: Any = None,
 ) -> dict[str, Any]:
     """A whole chunk in the calling thread: each image decoded and queued, then waited for."""
     started = time.monotonic()
+    check_version(served, model_version)
     k = top_k(k)
     pending: list[Future[BatchOutput] | BaseException] = []
     for item in chunk_items(served, images):
