@@ -10,18 +10,15 @@ import base64
 import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis
 from celery import Celery
-from celery.backends.asynchronous import E_RETRY_LIMIT_EXCEEDED
 from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import AsyncResult, ResultSet
-from kombu.exceptions import OperationalError
+from celery.result import ResultSet
 
 from inferq.core.celery_config import celery_config
 from inferq.core.chunks import encode_matrix, task_id_of
@@ -44,34 +41,13 @@ from inferq.core.contract import (
 )
 from inferq.core.processes import Managed
 from inferq.core.settings import Settings
-from inferq.errors import BrokerUnavailable, InferqError, JobTimeout
+from inferq.errors import InferqError, JobTimeout
 from producer.handles import Handle, R, Schedule
 from producer.presence import held_ids
+from producer.sending import sending
 
 Rows = dict[str, Any] | list[dict[str, Any]]
 INFO_RESEND_AFTER_S = 10.0
-
-# What a send raises when Redis does not answer: kombu's publish after its retries, or
-# Celery's result consumer after its reconnects (a RuntimeError, told apart by Celery's
-# own message; it says the application must be restarted, yet a send after Redis is
-# back works: tests/test_multihost.py).
-_SEND_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-def _sending(send: Callable[..., AsyncResult], **kwargs: Any) -> AsyncResult:
-    """``send(**kwargs)``, with Redis being unreachable a typed BrokerUnavailable."""
-    # "May": a publish whose reply was lost may have reached Redis all the same, and a
-    # job sent before the result store's reconnects failed is queued. Sending it again
-    # under the same id is safe: one result key per id.
-    unsure = "Redis did not answer; the job may still have reached it (a resend is safe)"
-    try:
-        return send(**kwargs)
-    except _SEND_ERRORS as exc:
-        raise BrokerUnavailable(f"{unsure}: {type(exc).__name__}: {exc}") from exc
-    except RuntimeError as exc:
-        if str(exc) != E_RETRY_LIMIT_EXCEEDED:
-            raise
-        raise BrokerUnavailable(f"{unsure}: the result store's reconnects failed") from exc
 
 
 @dataclass(frozen=True)
@@ -118,14 +94,14 @@ class Client(Managed):
             argsrepr="()",
             kwargsrepr=f"{{size: {size}}}",
         )
-        result = _sending(send, task_id=task_id)
+        result = sending(send, task_id=task_id)
         return Handle(
             result.id,
             size,
             sent_at,
             result,
             parse,
-            functools.partial(_sending, send, task_id=result.id),
+            functools.partial(sending, send, task_id=result.id),
             queue,
             functools.partial(self._holds, queue, result.id),
         )
@@ -165,14 +141,14 @@ class Client(Managed):
         with self.app.backend.client.pipeline(transaction=False) as pipe:
             for blob, data in zip(blobs, images, strict=True):
                 pipe.set(IMAGE_BLOB_PREFIX + blob.id, data, px=max(1, int(ttl_s * 1000)))
-            _sending(pipe.execute)
+            sending(pipe.execute)
         return blobs
 
     def drop_images(self, blobs: list[Blob]) -> None:
         """Remove stored images whose chunk is answered (or given up)."""
         if blobs:
             keys = [IMAGE_BLOB_PREFIX + b.id for b in blobs]
-            _sending(functools.partial(self.app.backend.client.delete, *keys))
+            sending(functools.partial(self.app.backend.client.delete, *keys))
 
     def submit_images(
         self,

@@ -78,15 +78,14 @@ def redis(port: int, appendonly: bool) -> None:
     """Run the bundled redis-server in the foreground (for machines without Redis)."""
     from inferq.ops.redis_server import RedisServer
 
-    server = RedisServer(port, appendonly=appendonly).start()
-    click.echo(f"INFERQ_REDIS_URL={server.url}  (Ctrl-C to stop)")
     try:
-        assert server.process is not None
-        server.process.wait()
+        # A signal during the start (it waits for the server's PING) must stop it too.
+        with RedisServer(port, appendonly=appendonly) as server:
+            click.echo(f"INFERQ_REDIS_URL={server.url}  (Ctrl-C to stop)")
+            assert server.process is not None
+            server.process.wait()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.close()
 
 
 @click.command()

@@ -40,7 +40,8 @@ def stop_process(
 
 
 class Managed:
-    """``with Thing() as t:`` runs ``t.start()`` and, whatever happens, ``t.close()``."""
+    """``with Thing() as t:`` runs ``t.start()`` and, whatever happens (a failed or
+    interrupted start included), ``t.close()``; ``close`` must work after a partial start."""
 
     def start(self) -> Self:
         return self
@@ -49,7 +50,13 @@ class Managed:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
-        return self.start()
+        # A start interrupted half-way (Ctrl-C, SIGTERM, a timeout) must not leave a
+        # child running: __exit__ is not called when __enter__ raises.
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self,

@@ -26,7 +26,7 @@ from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable
 from inferq.ops.redis_server import RedisServer
 from producer import Client
-from producer.client import _sending
+from producer.sending import sending
 from tests.support import delivery
 from worker.celeryapp.channel import ReconnectSafeChannel
 
@@ -177,7 +177,7 @@ def test_a_send_that_redis_does_not_answer_is_a_typed_error(raised: BaseExceptio
         raise raised
 
     with pytest.raises(BrokerUnavailable) as caught:
-        _sending(send, task_id=None)
+        sending(send, task_id=None)
     assert caught.value.__cause__ is raised
     assert caught.value.code == "broker_unavailable"
 
@@ -187,4 +187,4 @@ def test_other_errors_of_a_send_are_not_renamed() -> None:
         raise RuntimeError("a bug")
 
     with pytest.raises(RuntimeError, match="a bug"):
-        _sending(send, task_id=None)
+        sending(send, task_id=None)

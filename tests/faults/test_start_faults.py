@@ -2,7 +2,7 @@
 
 A worker whose model file is missing, truncated or of the wrong shape exits at start,
 non-zero, with one clear line per process, and nothing restarts it in a loop
-(tests/test_e2e.py covers a missing, truncated or non-model regressor file). A job
+(tests/e2e/test_predict.py covers a missing, truncated or non-model regressor file). A job
 whose deadline passed while it was queued is never run; its caller gets `expired`.
 """
 

@@ -1,4 +1,4 @@
-"""Reading docker-compose.yml and the Dockerfile as Docker would, for tests/test_compose.py:
+"""Reading docker-compose.yml and the Dockerfile as Docker would, for tests/e2e/test_compose.py:
 compose variable substitution, Dockerfile instructions, and every `inferq ...` command
 line in either, resolved through inferq's own click commands."""
 

@@ -9,7 +9,7 @@ close then restores the channel's unacked messages through a new Redis client, w
 parameters kombu reads from ``transport.client``: ``AttributeError: 'NoneType' object
 has no attribute 'hostname'``. That error is not a connection error, so the consumer
 dies ("Unrecoverable error", "Error on stopping Hub") and the worker takes no more
-jobs. It happened in about one Redis restart in three (``tests/test_faults.py``).
+jobs. It happened in about one Redis restart in three (``tests/faults/test_faults.py``).
 
 The fix: each channel remembers the connection settings it was opened with and uses
 them when its transport has been detached, so the close restores the messages and

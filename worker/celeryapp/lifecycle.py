@@ -51,8 +51,14 @@ def install(app: Celery) -> None:
         signal.connect(handler, weak=False, dispatch_uid=f"{uid}-{signal.name}")
 
 
+def _say(message: str) -> None:
+    """One line on stderr in one write: prefork children failing together never interleave."""
+    sys.stderr.flush()
+    os.write(sys.stderr.fileno(), f"inferq: {message}\n".encode(errors="replace"))
+
+
 def _fail(message: str, exit_code: int = exit_codes.MODEL) -> None:
-    print(f"inferq: {message}", file=sys.stderr, flush=True)
+    _say(message)
     log.critical(message)
     # SystemExit passes through Celery's signal dispatch (which catches Exception).
     raise SystemExit(exit_code)
@@ -95,7 +101,7 @@ def _start_metrics(worker: Any, state: WorkerState) -> None:
         return
     if _uses_prefork(worker):
         # Jobs would run in several children, each counting apart; one port cannot serve them.
-        print("inferq: metrics need the threads pool; none served", file=sys.stderr, flush=True)
+        _say("metrics need the threads pool; none served")
         return
     host = state.settings.metrics_host
     try:
@@ -112,7 +118,7 @@ def on_worker_process_init(app: Celery, **_: Any) -> None:
         state.models.load(set(state.kinds))
     except InferqError as exc:
         # The parent checked the file already; a child that still fails must not be respawned.
-        print(f"inferq: {exc.message}", file=sys.stderr, flush=True)
+        _say(exc.message)
         os._exit(exit_codes.MODEL)
 
 

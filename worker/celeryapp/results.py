@@ -5,7 +5,7 @@ SUCCESS is never overwritten: a redelivered job must not replace its answer)
 and then a SETEX + PUBLISH pipeline: two round trips per job, about a fifth of
 a busy worker's CPU (README, Benchmarks). ``store_done`` does the same for a
 whole batch of jobs with one MGET and one pipeline, building every value with
-the backend's own meta and encoding; tests/test_results.py checks the stored
+the backend's own meta and encoding; tests/unit/test_results.py checks the stored
 values against ``Backend.store_result``'s, so a Celery upgrade that changes the
 format fails a test rather than a producer.
 
