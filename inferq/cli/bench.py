@@ -13,8 +13,26 @@ from pathlib import Path
 import click
 
 from inferq.bench.scale_sizes import DEFAULT as _SCALE
-from inferq.cli.settings import load_settings
+from inferq.cli.settings import EXIT_USAGE, load_settings
 from inferq.core import exit_codes
+from inferq.core.settings import Settings
+from inferq.errors import InferqError
+from worker.loading.registry import check_files
+
+
+class ModelsMissing(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+def _settings_with_models(*kinds: str) -> Settings:
+    """The settings, once the model files the benchmark serves are known to be there: a
+    missing file is one line (it names `inferq models build`), not a traceback."""
+    settings = load_settings()
+    try:
+        check_files(settings, set(kinds))
+    except InferqError as exc:
+        raise ModelsMissing(exc.message) from None
+    return settings
 
 
 def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
@@ -43,7 +61,9 @@ def bench_vision(imagenet_images: int, phone_images: int, as_json: bool, out: Pa
     the in-process script a user would write, and the raw model."""
     from inferq.bench.vision import run_vision_bench
 
-    result = run_vision_bench(load_settings(), imagenet=imagenet_images, phone=phone_images)
+    result = run_vision_bench(
+        _settings_with_models("classifier"), imagenet=imagenet_images, phone=phone_images
+    )
     _emit(result, as_json, out)
 
 
@@ -61,7 +81,11 @@ def bench_bulk(
     from inferq.bench.bulk import run_bulk_bench
 
     result = run_bulk_bench(
-        load_settings(), rows=rows, chunk_rows=chunk_rows, in_flight=in_flight, max_batch=max_batch
+        _settings_with_models("regressor"),
+        rows=rows,
+        chunk_rows=chunk_rows,
+        in_flight=in_flight,
+        max_batch=max_batch,
     )
     _emit(result, as_json, out)
 
@@ -78,7 +102,9 @@ def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Pat
     """Single-row jobs through one worker vs a no-op task vs model.predict per job."""
     from inferq.bench.stream import run_stream_bench
 
-    result = run_stream_bench(load_settings(), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds)
+    result = run_stream_bench(
+        _settings_with_models("regressor"), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds
+    )
     _emit(result, as_json, out)
 
 
@@ -152,7 +178,7 @@ def bench_scale(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        result = run_scale_bench(load_settings(), sizes)
+        result = run_scale_bench(_settings_with_models("regressor", "classifier"), sizes)
     except HostsUnavailable as exc:
         click.echo(f"inferq bench scale: cannot make simulated hosts here: {exc}", err=True)
         raise SystemExit(exit_codes.USAGE) from None
@@ -187,7 +213,7 @@ def bench_soak(
     from inferq.bench.soak import SoakPlan, run_soak, table
 
     plan = SoakPlan(minutes, fault_every_s, stream_per_s, images_per_s, bulk_rows)
-    report = run_soak(load_settings(), plan)
+    report = run_soak(_settings_with_models("regressor", "classifier"), plan)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")

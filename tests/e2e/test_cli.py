@@ -138,3 +138,14 @@ def test_invalid_settings_exit_2_with_the_setting_named(argv: list[str]) -> None
     proc = inferq(*argv, env={**os.environ, "INFERQ_MAX_WAIT_MS": "soon"})
     assert proc.returncode == 2, proc.stderr
     assert "invalid settings" in proc.stderr and "INFERQ_MAX_WAIT_MS" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["stream", "bulk", "vision", "soak"])
+def test_a_benchmark_without_models_says_how_to_build_them(name: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERQ_")}
+    env["INFERQ_MODELS_DIR"] = str(tmp_path)  # empty: neither model was built there
+    env["INFERQ_REGRESSOR_PATH"] = str(tmp_path / "regressor.h5")
+    proc = inferq("bench", name, env=env, timeout_s=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "does not exist" in proc.stderr and "inferq models build" in proc.stderr
+    assert "Traceback" not in proc.stderr
