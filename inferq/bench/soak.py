@@ -5,9 +5,10 @@ seconds, the next fault of the schedule strikes: the regression worker killed (-
 paused (SIGSTOP), Redis restarted or stalled, garbage entries pushed onto the queues,
 and once, half-way, the regressor rolled out to another model version. Every answer
 is checked against the model run in this process (for the version it names), every
-bulk output must hold one model version, and the workers' memory is sampled. The
-report: jobs, answered, wrong, lost, duplicated executions, peak RSS; the command
-exits 1 when anything was wrong or lost.
+bulk output must hold one model version, the workers' memory is sampled, and a worker
+that stops without a fault stopping it is named (and replaced). The report: jobs,
+answered, wrong, lost, duplicated executions, peak RSS, workers that exited, dead
+letters; the command exits 1 when anything was wrong or lost or a worker exited.
 """
 
 from __future__ import annotations
@@ -107,17 +108,27 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _faults(cluster: Cluster, plan: SoakPlan, rss: dict[int, list[float]]) -> list[dict[str, Any]]:
+def _watch(cluster: Cluster, rss: dict[int, list[float]], exits: list[str]) -> None:
+    """One tick's look at the workers: an RSS sample each, and any that stopped alone."""
+    for pid in cluster.worker_pids():
+        sample = _rss_mb(pid)
+        if sample is not None:
+            rss.setdefault(pid, []).append(sample)
+    for what in cluster.exited():
+        exits.append(what)
+        log(what)
+
+
+def _faults(
+    cluster: Cluster, plan: SoakPlan, rss: dict[int, list[float]], exits: list[str]
+) -> list[dict[str, Any]]:
     """Run the schedule for the plan's minutes; the faults, with when they struck."""
     started, rolled, turn = time.monotonic(), False, 0
     done: list[dict[str, Any]] = []
     end = started + plan.minutes * 60
     next_fault = started + plan.fault_every_s
     while (now := time.monotonic()) < end:
-        for pid in cluster.worker_pids():
-            sample = _rss_mb(pid)
-            if sample is not None:
-                rss.setdefault(pid, []).append(sample)
+        _watch(cluster, rss, exits)
         if now >= next_fault:
             if not rolled and now - started >= plan.minutes * 30:
                 name, rolled = "roll_out", True
@@ -147,20 +158,25 @@ def run_soak(settings: Settings, plan: SoakPlan) -> dict[str, Any]:
         tmp = Path(name)
         cluster = Cluster(settings, tmp).start()
         rss: dict[int, list[float]] = {}
+        exits: list[str] = []
         try:
             traffic = _traffic(settings, cluster, plan, tmp)
             for thread in traffic.values():
                 thread.start()
             log(f"soak: {plan.minutes:g} min, a fault every {plan.fault_every_s:g} s")
-            faults = _faults(cluster, plan, rss)
+            faults = _faults(cluster, plan, rss, exits)
             for thread in traffic.values():
                 thread.stop.set()
             for thread in traffic.values():
                 thread.join(timeout=600)
+            _watch(cluster, rss, exits)
+            letters = cluster.dead_letters()
         finally:
             cluster.close()
         runs = _executions(cluster.logs)
-    return _report(plan, faults, traffic, runs, rss)
+    report = _report(plan, faults, traffic, runs, rss)
+    report["ok"] = report["ok"] and not exits
+    return {**report, "worker_exits": exits, "dead_letters": letters}
 
 
 def _report(
@@ -204,6 +220,8 @@ def table(report: dict[str, Any]) -> str:
         f"{report['duplicated_executions']} {report['duplicated_by_task']}; "
         f"worker peak RSS {report['peak_rss_mb']} MB "
         f"(growth {report['peak_rss_growth_mb']} MB); bulk outputs by model version "
-        f"{report['bulk']['versions']}; {'OK' if report['ok'] else 'FAILED'}"
+        f"{report['bulk']['versions']}; workers that exited on their own "
+        f"{len(report['worker_exits'])}; dead letters {report['dead_letters']}; "
+        f"{'OK' if report['ok'] else 'FAILED'}"
     )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import redis
 from inferq.core.modelfile import file_version, read_meta, write_meta
 from inferq.core.scaling import MinMax
 from inferq.core.settings import Settings
+from inferq.ops import dead_letters
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
 
@@ -78,6 +79,23 @@ class Cluster:
         self.logs.append(log)
         env = {**self.env, "INFERQ_REGRESSOR_PATH": str(model)}
         return WorkerProcess(self.url, queues, env=env, log_path=log).start(timeout_s=180)
+
+    def exited(self) -> list[str]:
+        """Workers that stopped on their own (no fault stops one without replacing it):
+        each is named and replaced, so the soak goes on and its report fails."""
+        gone = []
+        for queue in ("regression", "vision"):
+            worker: WorkerProcess | None = getattr(self, queue)
+            code = None if worker is None or worker.process is None else worker.process.poll()
+            if worker is not None and code is not None:
+                gone.append(f"the {queue} worker exited on its own (code {code})")
+                worker.close()
+                setattr(self, queue, self._worker((queue,), self.models[self.serving]))
+        return gone
+
+    def dead_letters(self) -> int:
+        with redis.Redis.from_url(self.url) as client:
+            return dead_letters.count(client)
 
     def worker_pids(self) -> list[int]:
         return [w.pid for w in (self.regression, self.vision) if w is not None]

@@ -3,7 +3,8 @@
 `inferq bench soak` as an operator runs it, for a little over a minute: the regression
 worker killed and paused, Redis restarted and stalled, garbage pushed onto the
 queues, the regressor rolled out half-way. Every answer must be right, none lost,
-every bulk output of one model version (both versions seen), and the command exits 0.
+every bulk output of one model version (both versions seen), no worker stopped but by
+a fault, the garbage in the dead letters, and the command exits 0.
 The 20-minute run is in docs/benchmarks.md.
 """
 
@@ -38,3 +39,6 @@ def test_a_short_soak_loses_nothing_and_answers_right(
         tally = report[traffic]
         assert tally["wrong"] == tally["lost"] == 0 and tally["answered"] > 0, tally
     assert len(report["bulk"]["versions"]) == 2, report["bulk"]
+    # Garbage went to the dead letters, and no worker stopped without a fault stopping it.
+    assert report["worker_exits"] == [], report["worker_exits"]
+    assert report["dead_letters"] > 0
