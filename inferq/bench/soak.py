@@ -221,7 +221,7 @@ def table(report: dict[str, Any]) -> str:
         f"worker peak RSS {report['peak_rss_mb']} MB "
         f"(growth {report['peak_rss_growth_mb']} MB); bulk outputs by model version "
         f"{report['bulk']['versions']}; workers that exited on their own "
-        f"{len(report['worker_exits'])}; dead letters {report['dead_letters']}; "
+        f"{len(report['worker_exits'])}; dead letters {sum(report['dead_letters'].values())}; "
         f"{'OK' if report['ok'] else 'FAILED'}"
     )
     return "\n".join(lines)

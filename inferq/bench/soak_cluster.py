@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import redis
@@ -93,9 +94,11 @@ class Cluster:
                 setattr(self, queue, self._worker((queue,), self.models[self.serving]))
         return gone
 
-    def dead_letters(self) -> int:
+    def dead_letters(self) -> dict[str, int]:
+        """The dead-letter list at the end, counted by reason (its first 60 characters)."""
         with redis.Redis.from_url(self.url) as client:
-            return dead_letters.count(client)
+            letters = dead_letters.read(client)
+        return dict(Counter(str(letter.fields.get("reason", "?"))[:60] for letter in letters))
 
     def worker_pids(self) -> list[int]:
         return [w.pid for w in (self.regression, self.vision) if w is not None]

@@ -17,8 +17,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import kombu
 import pytest
 import redis
+from kombu.transport import redis as kombu_redis
 
 from inferq.core.constants import DEAD_LETTER_KEY, PREDICT_TASK
 from inferq.core.settings import Settings
@@ -29,6 +31,7 @@ from producer import Client
 from tests.support.delivery import rows
 from tests.support.harness import cli_env, run_inferq
 from tests.support.messages import real_envelope
+from worker.celeryapp.channel import ReconnectSafeChannel
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +165,29 @@ def _wait_for_line(worker: WorkerProcess, text: str, timeout_s: float = 30) -> N
     while text not in worker.log_tail(200_000):
         assert time.monotonic() < deadline, f"no {text!r}: {worker.log_tail()}"
         time.sleep(0.05)  # polling the worker's log, deadline-bounded
+
+
+class _GuardedTransport(kombu_redis.Transport):  # type: ignore[misc]
+    Channel = ReconnectSafeChannel  # per connection here; a worker installs it process-wide
+
+
+class _Stop(Exception):
+    """A consumer's own control flow, as `inferq health` ends a broadcast early."""
+
+
+def test_a_consumer_callback_raising_is_not_a_dead_letter(redis_server: RedisServer) -> None:
+    # The guard dead-letters what kombu cannot make a message of; an exception of the
+    # consumer's callback is the consumer's (it once swallowed `inferq health`'s early
+    # stop, which then waited out its timeout, and dead-lettered a worker's reply).
+    queue = kombu.Queue(f"test-callback-{uuid.uuid4().hex[:8]}")
+    with kombu.Connection(redis_server.url, transport=_GuardedTransport) as conn:
+        conn.Producer().publish({"reply": 1}, routing_key=queue.name, declare=[queue])
+
+        def stop(body: Any, message: Any) -> None:
+            raise _Stop
+
+        with conn.Consumer(queue, callbacks=[stop], accept=["json"]), pytest.raises(_Stop):
+            conn.drain_events(timeout=10)
+    store = redis.Redis.from_url(redis_server.url)
+    assert store.llen(DEAD_LETTER_KEY) == 0, store.lrange(DEAD_LETTER_KEY, 0, -1)
+    store.close()

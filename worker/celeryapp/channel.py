@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import kombu
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 from worker.celeryapp.dead_letters import (
     DeadLetter,
@@ -57,8 +58,24 @@ class SafeQoS(kombu_redis.QoS):
             raise UnackedWriteFailed(str(exc)) from exc
 
 
+class EnvelopeRefused(Exception):
+    """kombu could not make a message of a popped entry (a key missing, a bad body)."""
+
+
+class CheckedMessage(virtual.Message):
+    # Only this failure dead-letters an entry: an exception raised by the consumer's
+    # own callback (Celery's, or a client's reply handler stopping a broadcast early)
+    # is theirs, and passes through as in kombu.
+    def __init__(self, payload: Any, channel: Any = None, **kwargs: Any) -> None:
+        try:
+            super().__init__(payload, channel=channel, **kwargs)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise EnvelopeRefused(f"{type(exc).__name__}: {exc}") from exc
+
+
 class ReconnectSafeChannel(kombu_redis.Channel):
     QoS = SafeQoS
+    Message = CheckedMessage
     # Replaced at the worker's start with one that knows its settings and answers task ids.
     guard: ClassVar[EntryGuard] = EntryGuard()
 
@@ -123,10 +140,8 @@ class ReconnectSafeChannel(kombu_redis.Channel):
                 with self.conn_or_acquire() as client:
                     put_back(lambda: client.rpush(key, raw), queue, raw)
                 return
-            except self.connection_errors:
-                raise
-            except Exception as exc:  # kombu could not make a message of it (not recorded)
-                problem = f"kombu refused the envelope: {type(exc).__name__}: {exc}"[:300]
+            except EnvelopeRefused as exc:
+                problem = f"kombu refused the envelope: {exc}"[:300]
         letter = DeadLetter(queue, key, raw, problem, task_id_of(payload, raw))
         with self.conn_or_acquire() as client:
             self.guard.dead_letter(client, letter)
