@@ -17,7 +17,6 @@ from inferq.cli.settings import EXIT_USAGE, load_settings
 from inferq.core import exit_codes
 from inferq.core.settings import Settings
 from inferq.errors import InferqError
-from worker.loading.registry import check_files
 
 
 class ModelsMissing(click.ClickException):
@@ -27,6 +26,8 @@ class ModelsMissing(click.ClickException):
 def _settings_with_models(*kinds: str) -> Settings:
     """The settings, once the model files the benchmark serves are known to be there: a
     missing file is one line (it names `inferq models build`), not a traceback."""
+    from worker.loading.registry import check_files  # a worker's import: only when run
+
     settings = load_settings()
     try:
         check_files(settings, set(kinds))

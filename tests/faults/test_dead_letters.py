@@ -32,6 +32,7 @@ from tests.support.delivery import rows
 from tests.support.harness import cli_env, run_inferq
 from tests.support.messages import real_envelope
 from worker.celeryapp.channel import ReconnectSafeChannel
+from worker.celeryapp.dead_letters import EntryGuard
 
 pytestmark = pytest.mark.e2e
 
@@ -175,19 +176,42 @@ class _Stop(Exception):
     """A consumer's own control flow, as `inferq health` ends a broadcast early."""
 
 
-def test_a_consumer_callback_raising_is_not_a_dead_letter(redis_server: RedisServer) -> None:
-    # The guard dead-letters what kombu cannot make a message of; an exception of the
-    # consumer's callback is the consumer's (it once swallowed `inferq health`'s early
-    # stop, which then waited out its timeout, and dead-lettered a worker's reply).
+def _consume_once(url: str, callback: Any) -> kombu.Queue:
     queue = kombu.Queue(f"test-callback-{uuid.uuid4().hex[:8]}")
-    with kombu.Connection(redis_server.url, transport=_GuardedTransport) as conn:
+    with kombu.Connection(url, transport=_GuardedTransport) as conn:
         conn.Producer().publish({"reply": 1}, routing_key=queue.name, declare=[queue])
-
-        def stop(body: Any, message: Any) -> None:
-            raise _Stop
-
-        with conn.Consumer(queue, callbacks=[stop], accept=["json"]), pytest.raises(_Stop):
+        with conn.Consumer(queue, callbacks=[callback], accept=["json"]):
             conn.drain_events(timeout=10)
+    return queue
+
+
+def _stop(body: Any, message: Any) -> None:
+    raise _Stop
+
+
+def test_a_client_callback_raising_is_not_a_dead_letter(redis_server: RedisServer) -> None:
+    # Outside a worker an exception of the consumer's callback is the consumer's: the
+    # guard once swallowed `inferq health`'s early stop (it then waited out its timeout)
+    # and dead-lettered a worker's reply.
+    with pytest.raises(_Stop):
+        _consume_once(redis_server.url, _stop)
     store = redis.Redis.from_url(redis_server.url)
     assert store.llen(DEAD_LETTER_KEY) == 0, store.lrange(DEAD_LETTER_KEY, 0, -1)
+    store.close()
+
+
+def test_an_entry_a_workers_consumer_fails_on_is_dead_lettered_once(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a worker the consumer is Celery's: an entry it raises on would stop the worker.
+    monkeypatch.setattr(ReconnectSafeChannel, "guard", EntryGuard(consumer_errors=True))
+    queue = _consume_once(redis_server.url, _stop)
+    store = redis.Redis.from_url(redis_server.url)
+    [letter] = [json.loads(v) for v in store.lrange(DEAD_LETTER_KEY, 0, -1)]
+    assert letter["reason"].startswith("the consumer failed on it: _Stop")
+    assert letter["queue"] == queue.name
+    # Its unacked copy is gone too: the channel's close (or the visibility timeout)
+    # would otherwise put it back on the queue, to be dead-lettered again and again.
+    assert store.llen(queue.name) == 0
+    assert store.hlen("unacked") == 0 and store.zcard("unacked_index") == 0
     store.close()

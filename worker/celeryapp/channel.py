@@ -30,6 +30,7 @@ kombu decodes it, and an unacked record Redis refuses puts the entry back.
 
 from __future__ import annotations
 
+import logging
 from queue import Empty
 from typing import Any, ClassVar
 
@@ -46,6 +47,7 @@ from worker.celeryapp.dead_letters import (
 )
 
 _TESTED_MAJOR = "5."
+log = logging.getLogger(__name__)
 
 
 class SafeQoS(kombu_redis.QoS):
@@ -133,18 +135,37 @@ class ReconnectSafeChannel(kombu_redis.Channel):
     def _deliver_checked(self, queue: str, key: str, raw: bytes) -> None:
         payload, problem = self.guard.decode(raw)
         if problem is None:
-            try:
-                self.connection._deliver(payload, queue)
+            problem = self._deliver_or_why(queue, key, raw, payload)
+            if problem is None:
                 return
-            except UnackedWriteFailed:
-                with self.conn_or_acquire() as client:
-                    put_back(lambda: client.rpush(key, raw), queue, raw)
-                return
-            except EnvelopeRefused as exc:
-                problem = f"kombu refused the envelope: {exc}"[:300]
         letter = DeadLetter(queue, key, raw, problem, task_id_of(payload, raw))
         with self.conn_or_acquire() as client:
             self.guard.dead_letter(client, letter)
+
+    def _deliver_or_why(self, queue: str, key: str, raw: bytes, payload: Any) -> str | None:
+        """None once the entry is delivered (or put back); else why it is a dead letter."""
+        try:
+            self.connection._deliver(payload, queue)
+        except UnackedWriteFailed:
+            with self.conn_or_acquire() as client:
+                put_back(lambda: client.rpush(key, raw), queue, raw)
+        except EnvelopeRefused as exc:
+            return f"kombu refused the envelope: {exc}"[:300]
+        except self.connection_errors:
+            raise
+        except Exception as exc:
+            if not self.guard.consumer_errors:
+                raise
+            # Recorded as unacked already: forget that copy, or it would come back later.
+            self._forget(payload["properties"]["delivery_tag"])
+            return f"the consumer failed on it: {type(exc).__name__}: {exc}"[:300]
+        return None
+
+    def _forget(self, delivery_tag: str) -> None:
+        try:
+            self.qos.ack(delivery_tag)
+        except Exception:  # not recorded after all: nothing to forget
+            log.debug("no unacked record of %s to forget", delivery_tag)
 
 
 class ReconnectSafeSentinelChannel(ReconnectSafeChannel, kombu_redis.SentinelChannel):

@@ -126,10 +126,18 @@ class EntryGuard:
     """One process's rules for raw queue entries, and what it does with bad ones."""
 
     def __init__(
-        self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, answer: AnswerTask | None = None
+        self,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        answer: AnswerTask | None = None,
+        *,
+        consumer_errors: bool = False,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.answer = answer
+        # A worker's consumer (Celery's) raising on an entry would stop the worker: there
+        # the entry is dead-lettered. Elsewhere (a client reading replies) the callback's
+        # exception is its own, e.g. `inferq health` ending a broadcast early.
+        self.consumer_errors = consumer_errors
 
     def decode(self, raw: bytes) -> tuple[Any, str | None]:
         """(the decoded envelope, None) or (whatever decoded, why it cannot be delivered)."""

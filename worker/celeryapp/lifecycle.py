@@ -84,7 +84,9 @@ def on_worker_init(sender: Any, **_: Any) -> None:
     # kombu's channel class is where entries are checked; it gets this worker's limit and
     # a way to answer the task id of an entry it dead-letters.
     answer = functools.partial(refusal.answer_dead_letter, app)
-    ReconnectSafeChannel.guard = EntryGuard(settings.max_message_bytes, answer)
+    ReconnectSafeChannel.guard = EntryGuard(
+        settings.max_message_bytes, answer, consumer_errors=True
+    )
     # Before the models load: a port already taken fails the start in a second, not a minute.
     _start_metrics(sender, state)
     try:
