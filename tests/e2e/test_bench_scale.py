@@ -60,9 +60,17 @@ def test_bench_scale_measures_every_workload_on_capped_hosts(
     assert "| stream | 2 |" in out.with_suffix(".md").read_text()
 
 
-def test_bench_scale_says_why_and_exits_2_where_hosts_cannot_be_made(tmp_path: Path) -> None:
-    # No `ip` on PATH: no namespace can be made, whatever the privileges.
-    env = {**os.environ, "PATH": str(tmp_path)}
+def test_bench_scale_says_why_and_exits_2_where_hosts_cannot_be_made(
+    regressor_path: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    # No `ip` on PATH: no namespace can be made, whatever the privileges. (The models
+    # are there: a missing one is refused first, tests/e2e/test_cli.py.)
+    env = {
+        **os.environ,
+        "PATH": str(tmp_path),
+        "INFERQ_REGRESSOR_PATH": str(regressor_path),
+        "INFERQ_MODELS_DIR": str(models_dir),
+    }
     proc = run_inferq("bench", "scale", "--out", str(tmp_path / "s.json"), env=env, timeout_s=60)
     assert proc.returncode == exit_codes.USAGE
     assert "cannot make simulated hosts here" in proc.stderr

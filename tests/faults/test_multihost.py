@@ -17,7 +17,6 @@ INFERQ_REDIS_TIMEOUT_S instead of waiting for TCP to give up.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from inferq.ops.redis_server import redis_server_binary
 from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
 from tests.support import delivery
+from tests.support.cut import CutPlan
 from tests.support.delivery import Outcomes, executions, rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -51,10 +51,6 @@ VISIBILITY_TIMEOUT_S = 5
 # After the visibility timeout a running worker must notice the expired jobs and run
 # them: this long at most.
 REDELIVERY_MARGIN_S = 25
-# Jobs both workers must have run before the cut: the run is under way on both hosts.
-RAN_BEFORE_CUT = 20
-# How often (in jobs sent) the producer looks whether it is time for the cut.
-CUT_CHECK_EVERY = 25
 
 
 class NamespacedRedis(Managed):
@@ -154,41 +150,6 @@ def client(redis_host: NamespacedRedis, env: dict[str, str]) -> Iterator[Client]
         delivery.drop_subscriptions(c)
 
 
-def ran(log: Path) -> int:
-    return len(re.findall(r"task=inferq\.predict_earnings", log.read_text()))
-
-
-def both_ran(logs: dict[str, Path], count: int) -> bool:
-    return min(ran(log) for log in logs.values()) >= count
-
-
-def wait_until_both_ran(logs: dict[str, Path], count: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not both_ran(logs, count):
-        assert time.monotonic() < deadline, {host: ran(log) for host, log in logs.items()}
-        time.sleep(0.02)  # polling the workers' logs for the run's progress, deadline-bounded
-
-
-def submit_and_cut(
-    client: Client, lan: Lan, logs: dict[str, Path]
-) -> tuple[list[Handle[PredictResult]], int, float]:
-    """Send the jobs, and cut w1's cable once both workers have run some: while jobs still
-    flow, or (the workers slowed by the producer on shared cores) just after the last is
-    sent. The handles, how many jobs were sent before the cut, and when it came."""
-    sent = rows(JOBS)
-    handles: list[Handle[PredictResult]] = []
-    for row in sent:
-        handles.append(client.submit(row))
-        if len(handles) % CUT_CHECK_EVERY == 0 and both_ran(logs, RAN_BEFORE_CUT):
-            break
-    sent_at_cut = len(handles)
-    wait_until_both_ran(logs, RAN_BEFORE_CUT)
-    lan.cut("w1")
-    cut_at = time.monotonic()
-    handles += [client.submit(row) for row in sent[sent_at_cut:]]
-    return handles, sent_at_cut, cut_at
-
-
 Answers = dict[str, tuple[list[float], str]]
 
 
@@ -240,7 +201,8 @@ def test_a_worker_cut_off_mid_run_loses_no_job_and_changes_no_answer(
     client: Client,
 ) -> None:
     store = redis.Redis.from_url(redis_host.url)
-    handles, sent_at_cut, cut_at = submit_and_cut(client, lan, logs)
+    cut = CutPlan(lan, "w1", workers["w2"], store, QUEUE, logs, JOBS)
+    handles, sent_at_cut, cut_at = cut.submit_and_cut(client)
     ids = sorted(h.id for h in handles)
     outcomes, resent = answer_all(client, store, handles)
     answered_s = time.monotonic() - cut_at
