@@ -174,9 +174,7 @@ def run_soak(settings: Settings, plan: SoakPlan) -> dict[str, Any]:
         finally:
             cluster.close()
         runs = _executions(cluster.logs)
-    report = _report(plan, faults, traffic, runs, rss)
-    report["ok"] = report["ok"] and not exits
-    return {**report, "worker_exits": exits, "dead_letters": letters}
+    return _report(plan, faults, traffic, runs, rss, exits, letters)
 
 
 def _report(
@@ -185,13 +183,15 @@ def _report(
     traffic: dict[str, Any],
     runs: Counter[tuple[str, str]],
     rss: dict[int, list[float]],
+    exits: list[str],
+    letters: dict[str, int],
 ) -> dict[str, Any]:
     tallies = {kind: thread.tally.as_dict() for kind, thread in traffic.items()}
     duplicated: Counter[str] = Counter()
     for (_, task), times in runs.items():
         duplicated[task] += max(times - 1, 0)  # run again: a redelivery after a kill
     tallies["bulk"]["versions"] = dict(traffic["bulk"].versions)
-    ok = all(t["wrong"] == 0 and t["lost"] == 0 for t in tallies.values())
+    ok = all(t["wrong"] == 0 and t["lost"] == 0 for t in tallies.values()) and not exits
     return {
         "minutes": plan.minutes,
         "faults": faults,
@@ -201,6 +201,8 @@ def _report(
         "duplicated_by_task": dict(duplicated),
         "peak_rss_mb": round(max((max(v) for v in rss.values()), default=0.0), 1),
         "peak_rss_growth_mb": round(max((max(v) - v[0] for v in rss.values()), default=0.0), 1),
+        "worker_exits": exits,
+        "dead_letters": letters,
         "ok": ok,
     }
 

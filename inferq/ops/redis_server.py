@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,6 +46,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_ping(
+    client: redis.Redis,
+    process: subprocess.Popen[bytes],
+    timeout_s: float,
+    log_tail: Callable[[], str],
+    what: str = "redis-server",
+) -> None:
+    """Return once ``client`` gets a PONG from the starting ``process``; RedisServerError
+    (with its log's tail) if the process exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if process.poll() is not None:
+                    raise RedisServerError(f"{what} exited ({log_tail()})") from None
+                if time.monotonic() > deadline:
+                    raise RedisServerError(
+                        f"{what} not ready in {timeout_s} s ({log_tail()})"
+                    ) from None
+                time.sleep(0.02)  # polling a starting server; bounded by the deadline
+    finally:
+        client.close()
 
 
 class RedisServer(Managed):
@@ -126,20 +153,9 @@ class RedisServer(Managed):
         return path
 
     def _wait_ready(self, timeout_s: float) -> None:
+        assert self.process is not None
         client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RedisServerError(f"redis-server exited ({self.log_tail()})") from None
-                if time.monotonic() > deadline:
-                    raise RedisServerError(f"redis-server not ready in {timeout_s} s") from None
-                time.sleep(0.02)  # polling a starting server; bounded by the deadline
-            finally:
-                client.close()
+        wait_for_ping(client, self.process, timeout_s, self.log_tail)
 
     def log_tail(self) -> str:
         path = self.data_dir / "redis.log"

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
 
 from inferq.core.processes import Managed, stop_process
-from inferq.ops.redis_server import RedisServerError, free_port, redis_server_binary
+from inferq.ops.redis_server import free_port, redis_server_binary, wait_for_ping
 
 
 class SentinelServer(Managed):
@@ -72,20 +71,8 @@ class SentinelServer(Managed):
         with (self.dir / "sentinel.log").open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port, password=self.password, socket_timeout=1)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise RedisServerError(
-                            f"sentinel did not start: {self.log_tail()}"
-                        ) from None
-                    time.sleep(0.02)  # polling a starting server; bounded by the deadline
-        finally:
-            client.close()
+        wait_for_ping(client, self.process, timeout_s, self.log_tail, "redis-sentinel")
+        return self
 
     def master_address(self) -> tuple[str, int] | None:
         """The master's address as this Sentinel sees it now."""

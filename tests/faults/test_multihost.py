@@ -35,7 +35,7 @@ from inferq.core.contract import PredictResult
 from inferq.core.processes import Managed, stop_process
 from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable
-from inferq.ops.redis_server import redis_server_binary
+from inferq.ops.redis_server import redis_server_binary, wait_for_ping
 from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
 from tests.support import delivery
@@ -69,18 +69,11 @@ class NamespacedRedis(Managed):
             self.process = subprocess.Popen(
                 self.lan.exec_argv(self.host, argv), stdout=log, stderr=subprocess.STDOUT
             )
+        # Reached from the root namespace, through the switch.
         client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
-        deadline = time.monotonic() + timeout_s
-        while True:  # reached from the root namespace, through the switch
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                assert self.process.poll() is None, (self.data_dir / "redis.log").read_text()
-                assert time.monotonic() < deadline, f"redis-server not ready in {timeout_s} s"
-                time.sleep(0.05)  # polling a starting server; bounded by the deadline
-            finally:
-                client.close()
+        log = self.data_dir / "redis.log"
+        wait_for_ping(client, self.process, timeout_s, lambda: log.read_text()[-800:])
+        return self
 
     def close(self) -> None:
         if self.process is not None:
