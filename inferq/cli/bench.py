@@ -13,14 +13,10 @@ from pathlib import Path
 import click
 
 from inferq.bench.scale_sizes import DEFAULT as _SCALE
-from inferq.cli.settings import EXIT_USAGE, load_settings
+from inferq.cli.settings import UsageProblem, load_settings
 from inferq.core import exit_codes
 from inferq.core.settings import Settings
 from inferq.errors import InferqError
-
-
-class ModelsMissing(click.ClickException):
-    exit_code = EXIT_USAGE
 
 
 def _settings_with_models(*kinds: str) -> Settings:
@@ -32,7 +28,7 @@ def _settings_with_models(*kinds: str) -> Settings:
     try:
         check_files(settings, set(kinds))
     except InferqError as exc:
-        raise ModelsMissing(exc.message) from None
+        raise UsageProblem(exc.message) from None
     return settings
 
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from inferq.cli.settings import load_settings
+from inferq.cli.settings import UsageProblem, load_settings
 
 
 @click.command()
@@ -76,7 +76,7 @@ def queues(queues: str, as_json: bool, timeout_s: float) -> None:
 @click.option("--appendonly", is_flag=True, help="Persist with AOF.")
 def redis(port: int, appendonly: bool) -> None:
     """Run the bundled redis-server in the foreground (for machines without Redis)."""
-    from inferq.ops.redis_server import RedisServer
+    from inferq.ops.redis_server import RedisServer, RedisServerError
 
     try:
         # A signal during the start (it waits for the server's PING) must stop it too.
@@ -86,6 +86,8 @@ def redis(port: int, appendonly: bool) -> None:
             server.process.wait()
     except KeyboardInterrupt:
         pass
+    except RedisServerError as exc:  # the port is taken, or the server would not start
+        raise UsageProblem(str(exc)) from None
 
 
 @click.command()

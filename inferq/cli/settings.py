@@ -9,9 +9,13 @@ from inferq.core.settings import Settings, SettingsError
 EXIT_USAGE = 2
 
 
-class InvalidSettings(click.ClickException):
+class UsageProblem(click.ClickException):
     # Exit 2, like a usage error: the command line or environment must change.
     exit_code = EXIT_USAGE
+
+
+class InvalidSettings(UsageProblem):
+    pass
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -48,6 +48,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_taken(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
+
+
 def wait_for_ping(
     client: redis.Redis,
     process: subprocess.Popen[bytes],
@@ -135,6 +141,10 @@ class RedisServer(Managed):
             args.insert(1, str(self._acl_config()))  # a config file must be the first argument
         elif self.password:
             args += ["--requirepass", self.password]
+        if port_taken(self.bind[0], self.port):
+            # Else the PING below would reach the other server, and this one, unable to
+            # bind, would be taken for started.
+            raise RedisServerError(f"{self.bind[0]}:{self.port} is taken by another process")
         with (self.data_dir / "redis.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(timeout_s)

@@ -55,6 +55,14 @@ def test_sigterm_stops_inferq_redis_and_its_server() -> None:
         proc.kill()
 
 
+def test_inferq_redis_on_a_taken_port_says_so(redis_server: RedisServer) -> None:
+    # The other server would answer the new one's PING: it must not pass for started.
+    proc = run_inferq("redis", "--port", str(redis_server.port), timeout_s=60)
+    assert proc.returncode == exit_codes.USAGE, proc.stderr
+    assert f"127.0.0.1:{redis_server.port} is taken by another process" in proc.stderr
+    assert "Traceback" not in proc.stderr and "INFERQ_REDIS_URL" not in proc.stdout
+
+
 def test_sigterm_interrupts_a_bulk_run_that_resumes(
     worker: WorkerProcess, settings: Settings, tmp_path: Path
 ) -> None:
