@@ -39,9 +39,13 @@ ROWS = rows(MAX_BATCH + 14)  # generated games, enough for every test here
 class FakeRequest:
     """What DirectPredict and the finisher use of celery.worker.request.Request."""
 
-    def __init__(self, backend: Any, *, args: Any = (), kwargs: Any = None) -> None:
+    def __init__(
+        self, backend: Any, *, args: Any = (), kwargs: Any = None, embed: Any = None
+    ) -> None:
         self.id, self.name = str(uuid.uuid4()), PREDICT_TASK
         self.args, self.kwargs = list(args), dict(kwargs or {})
+        # Celery's decoded body: (args, kwargs, embed), embed holding the canvas options.
+        self._payload = (self.args, self.kwargs, embed or {})
         self.time_limits: Any = (None, None)
         self.task = SimpleNamespace(backend=backend)
         self.chord, self.ignore_result, self.eventer = None, False, None
@@ -150,6 +154,30 @@ def test_big_jobs_and_a_process_without_the_model_take_the_pool_path(
     DirectPredict(parent, to_pool.append)(small)
     assert to_pool == [big, small]
     assert big.acks == small.acks == [] and big.events == small.events == []
+
+
+@pytest.mark.parametrize(
+    "embed",
+    [
+        {"callbacks": [{"task": "next", "args": [], "kwargs": {}, "options": {}}]},
+        {"errbacks": [{"task": "on_error", "args": [], "kwargs": {}, "options": {}}]},
+        {"chain": [{"task": "next", "args": [], "kwargs": {}, "options": {}}]},
+        {"chord": {"task": "body", "args": [], "kwargs": {}, "options": {}}},
+    ],
+)
+def test_a_job_carrying_canvas_work_takes_the_pool_path_where_celery_traces_it(
+    direct: tuple[DirectPredict, list[Any]], backend: Any, embed: dict[str, Any]
+) -> None:
+    # The finisher only stores and acks: a link, a chain's next step, a link_error or a
+    # chord counter would be lost on the direct path (issue 20).
+    handler, to_pool = direct
+    canvas = FakeRequest(backend, kwargs={"rows": ROWS[0]}, embed=embed)
+    plain = FakeRequest(backend, kwargs={"rows": ROWS[1]}, embed={"callbacks": None})
+    handler(canvas)
+    handler(plain)
+    _answered([plain])
+    assert to_pool == [canvas]
+    assert canvas.acks == [] and canvas.events == []
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,9 @@ in the process that holds the model, takes three steps instead:
 * the finisher thread (worker.celeryapp.finisher) stores the answers, then acks.
 
 Everything else (big jobs, ETA and rate-limited jobs, a prefork parent that
-has no model) takes the pool path and the same job body. On warm shutdown
+has no model, and any job that asks Celery's tracer for more than storing its
+answer: ``link``, ``link_error``, a chain or a chord; see ``needs_tracer``) takes
+the pool path and the same job body. On warm shutdown
 ``DrainDirectJobs`` answers every held job before the consumer's channels
 close, so none is run twice.
 """
@@ -54,7 +56,12 @@ class DirectPath:
 
     def __call__(self, req: Any) -> None:
         state = self.state
-        if state is None or not state.models.holds(self.kind) or not self.takes(req, state):
+        if (
+            state is None
+            or not state.models.holds(self.kind)
+            or needs_tracer(req)
+            or not self.takes(req, state)
+        ):
             self.pool_path(req)  # e.g. a prefork parent: its children hold the model
             return
         # Unused by a threads pool, but a malformed pair is refused here as on the pool
@@ -82,6 +89,21 @@ class DirectPath:
         """Set the job on its way: ``job.future`` (and the finisher told when it is done),
         or raise an InferqError for the job's answer."""
         raise NotImplementedError
+
+
+# What a message's embed may carry that Celery's tracer acts on after the body: link
+# callbacks and the chain's next step (sent with the result as first argument, before
+# the result is stored), link_error callbacks, and the chord whose counter the job
+# moves. The finisher only stores and acks, so a job carrying any of them takes the
+# pool path, where Celery's own tracer does all of it: one implementation of the
+# canvas, Celery's, rather than a copy to keep in step with every Celery release.
+CANVAS_KEYS = ("callbacks", "errbacks", "chain", "chord")
+
+
+def needs_tracer(req: Any) -> bool:
+    """Whether the job carries canvas work (``CANVAS_KEYS``) only Celery's tracer does."""
+    _args, _kwargs, embed = req._payload  # Celery's decoded (args, kwargs, embed)
+    return bool(embed) and any(embed.get(key) for key in CANVAS_KEYS)
 
 
 def fail(job: HeldJob, finisher: Finisher, exc: BaseException) -> None:
