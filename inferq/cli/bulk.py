@@ -24,9 +24,10 @@ from inferq.core import exit_codes
 from inferq.core.tables import TableError
 from inferq.errors import InferqError
 from producer.bulk.one_model import OnNewModel
+from producer.bulk.output_lock import OutputUnusable, output_lock, path_problem
 from producer.bulk.report import Summary
 from producer.bulk.score_file import ScoreOptions, score_file
-from producer.bulk.sinks import ResumeError
+from producer.bulk.sinks import ResumableSink, ResumeError
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 FORMATS = click.Choice(["csv", "parquet", "jsonl"])
@@ -75,7 +76,7 @@ def run_guarded(body: Callable[[], int]) -> int:
     _fixed_mmap_threshold()
     try:
         return body()
-    except (TableError, ResumeError, pa.ArrowException) as exc:
+    except (TableError, ResumeError, OutputUnusable, pa.ArrowException) as exc:
         click.echo(f"inferq: {exc}", err=True)
         return exit_codes.USAGE
     except InferqError as exc:
@@ -85,8 +86,7 @@ def run_guarded(body: Callable[[], int]) -> int:
         click.echo("inferq: interrupted; finished chunks are kept: rerun with --resume", err=True)
         return exit_codes.INTERRUPTED
     except OSError as exc:  # a file that cannot be read or written, a full disk
-        click.echo(f"inferq: {exc}; finished chunks are kept: rerun with --resume", err=True)
-        return exit_codes.UNSCORED
+        return _os_error(exc)
     except Exception as exc:  # a bug: still one line, and the parts kept for --resume
         click.echo(
             f"inferq: unexpected {type(exc).__name__}: {exc} (a bug; finished chunks are "
@@ -94,6 +94,15 @@ def run_guarded(body: Callable[[], int]) -> int:
             err=True,
         )
         return exit_codes.UNSCORED
+
+
+def _os_error(exc: OSError) -> int:
+    problem = path_problem(exc)
+    if problem is not None:  # a rerun cannot help: a change of path or owner can
+        click.echo(f"inferq: {problem}", err=True)
+        return exit_codes.USAGE
+    click.echo(f"inferq: {exc}; finished chunks are kept: rerun with --resume", err=True)
+    return exit_codes.UNSCORED
 
 
 @click.command()
@@ -136,6 +145,10 @@ def score(
     settings = load_settings()
 
     def body() -> int:
+        with output_lock(output, "inferq score", ResumableSink.dir_of(output)):
+            return scored()
+
+    def scored() -> int:
         if in_process:
             from inferq.tools.local_scorer import LocalScorer
 
@@ -195,7 +208,8 @@ def score_images(
     settings = load_settings()
 
     def body() -> int:
-        with Client(settings) as client, watching(settings, "vision"):
+        lock = output_lock(output, "inferq score-images", ResumableSink.dir_of(output))
+        with lock, Client(settings) as client, watching(settings, "vision"):
             summary = run(client, source, output, options)
             return finish(summary, max_errors, summary_json, unit="images")
 

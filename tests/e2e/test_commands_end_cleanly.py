@@ -98,7 +98,7 @@ def test_bulk_failures_are_one_line_and_a_documented_code(
     cases = [
         (bad_utf8, tmp_path / "o1.csv", exit_codes.USAGE),
         (broken_parquet, tmp_path / "o2.parquet", exit_codes.USAGE),
-        (products(tmp_path / "ok.csv", 20, bad=False), not_a_dir / "o.csv", exit_codes.UNSCORED),
+        (products(tmp_path / "ok.csv", 20, bad=False), not_a_dir / "o.csv", exit_codes.USAGE),
     ]
     for src, out, code in cases:  # src, out, the exit code
         proc = run_inferq("score", str(src), "-o", str(out), env=cli_env(settings))
