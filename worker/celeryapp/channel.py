@@ -23,6 +23,11 @@ a tenth of a busy worker's CPU (README, Benchmarks). The client holds no connect
 of its own (each command takes one from the channel's pool), so one per pool serves
 every thread; a new pool (after a reconnect) gets a new client.
 
+**Who holds a job.** Each consuming channel is a holder (worker.celeryapp.holders): its
+id goes beside each unacked record, in the same MULTI as kombu's, and is struck off with
+it on ack, reject and restore; closing the channel ends the holder. A job whose holder
+is gone is swept back to its queue in seconds rather than after the visibility timeout.
+
 **Entries that would stop the worker.** ``_brpop_read`` is kombu's, with one change:
 the popped entry goes through ``EntryGuard`` (worker.celeryapp.dead_letters) before
 kombu decodes it, and an unacked record Redis refuses puts the entry back.
@@ -32,12 +37,15 @@ from __future__ import annotations
 
 import logging
 from queue import Empty
+from time import time
 from typing import Any, ClassVar
 
 import kombu
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.json import dumps
 
+from inferq.core.kombu_keys import HOLDER_OF_KEY
 from worker.celeryapp.dead_letters import (
     DeadLetter,
     EntryGuard,
@@ -45,6 +53,7 @@ from worker.celeryapp.dead_letters import (
     put_back,
     task_id_of,
 )
+from worker.celeryapp.holders import Holders
 
 _TESTED_MAJOR = "5."
 log = logging.getLogger(__name__)
@@ -53,11 +62,29 @@ log = logging.getLogger(__name__)
 class SafeQoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         try:
-            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+            self._record(message, delivery_tag, self.channel.holder_id())
         except self.channel.connection_errors:
             raise  # Celery's reconnect restores the channel's unacked entries
         except Exception as exc:  # e.g. OOM: Redis refuses the write; the entry is popped
             raise UnackedWriteFailed(str(exc)) from exc
+
+    def _record(self, message: Any, delivery_tag: str, holder: str | None) -> None:
+        # kombu 5.7's QoS.append, with the holder written in the same MULTI: no moment
+        # when the unacked record exists and its holder record does not.
+        delivery = message.delivery_info
+        entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])  # type: ignore[no-untyped-call]
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time()})
+            pipe.hset(self.unacked_key, delivery_tag, entry)
+            if holder is not None:
+                pipe.hset(HOLDER_OF_KEY, delivery_tag, holder)
+            pipe.execute()
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        # Ack, reject and restore all come here: the holder record goes with the entry.
+        pipe = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        return pipe.hdel(HOLDER_OF_KEY, delivery_tag)
 
 
 class EnvelopeRefused(Exception):
@@ -80,11 +107,28 @@ class ReconnectSafeChannel(kombu_redis.Channel):
     Message = CheckedMessage
     # Replaced at the worker's start with one that knows its settings and answers task ids.
     guard: ClassVar[EntryGuard] = EntryGuard()
+    # Set at the worker's start; without it (not a worker) no holder is recorded and a
+    # lost consumer's jobs wait for the visibility timeout, as in kombu.
+    holders: ClassVar[Holders | None] = None
+    _holder: str | None = None
 
     def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
         # Before super().__init__: opening the channel already reads the settings.
         self._opened_with = connection.client
         super().__init__(connection, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def holder_id(self) -> str | None:
+        """This channel's holder id, registered (alive in Redis) at its first delivery."""
+        if self._holder is None and self.holders is not None:
+            self._holder = self.holders.register(self)
+        return self._holder
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[no-untyped-call]  # restores its unacked jobs
+        finally:
+            if self._holder is not None and self.holders is not None:
+                self.holders.closed(self._holder)
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection

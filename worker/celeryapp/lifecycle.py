@@ -32,6 +32,7 @@ from worker.celeryapp import refusal
 from worker.celeryapp.blobs import blob_reader
 from worker.celeryapp.channel import ReconnectSafeChannel
 from worker.celeryapp.dead_letters import EntryGuard
+from worker.celeryapp.holders import Holders, holder_ttl_s
 from worker.celeryapp.state import WorkerState
 from worker.loading.registry import check_files
 from worker.metrics import port_for
@@ -87,6 +88,10 @@ def on_worker_init(sender: Any, **_: Any) -> None:
     ReconnectSafeChannel.guard = EntryGuard(
         settings.max_message_bytes, answer, consumer_errors=True
     )
+    # Each consuming channel records the jobs it holds; what no live channel holds goes
+    # back to its queue in seconds (worker.celeryapp.holders).
+    ttl_s = holder_ttl_s(settings.visibility_timeout_s)
+    ReconnectSafeChannel.holders = Holders(ttl_s, node=sender.hostname)
     # Before the models load: a port already taken fails the start in a second, not a minute.
     _start_metrics(sender, state)
     try:
@@ -162,6 +167,9 @@ def inferq_health(state: Any, **_: Any) -> dict[str, Any]:
 
 
 def on_worker_shutdown(sender: Any, **_: Any) -> None:
+    holders = ReconnectSafeChannel.holders
+    if holders is not None:
+        holders.stop()
     state: WorkerState | None = sender.app.state
     if state is not None:
         state.models.unload()
