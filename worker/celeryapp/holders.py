@@ -10,8 +10,8 @@ So each consuming channel is a *holder*: it writes its id beside each unacked re
 kombu's own MULTI (worker.celeryapp.channel), and keeps itself alive in ``HOLDERS_KEY``
 while it is open: a beat every ``beat_s``, each good for ``ttl_s`` by Redis's clock. A
 closed channel is struck off at the next beat. Every ``sweep_s`` one worker of the fleet
-(a token decides) claims, in one script, the entries older than ``ttl_s`` whose holder
-is gone, and restores each with kombu's own ``restore_by_tag``: one WATCH transaction
+(a token decides) claims, in one script, the entries (older than a grace of two beats)
+whose holder is gone, and restores each with kombu's own ``restore_by_tag``: one WATCH transaction
 that takes the entry out of ``unacked`` and its index and pushes it back on its queue,
 so of two restores of one entry only one pushes. A claim names the sweeper as holder:
 if it dies before restoring, its claims are gone in turn and another sweeper takes them.
@@ -100,6 +100,10 @@ class Holders:
         self.ttl_s = ttl_s
         self.beat_s = min(1.0, ttl_s / 5)  # several beats per ttl: one late beat is fine
         self.sweep_s = min(2.0, ttl_s / 2)
+        # Entries younger than this are left alone whatever their holder: a holder taken
+        # for gone (Redis stalled past ``ttl_s``) that still delivers is alive again at its
+        # next beat. The holder check, not this, is the guarantee: hosts' clocks differ.
+        self.grace_s = 2 * self.beat_s
         self._node = f"{node or socket.gethostname()}/{os.getpid()}"
         self.sweeper_id = f"{self._node}/sweep"
         self._open: dict[str, weakref.ref[Any]] = {}
@@ -179,10 +183,10 @@ class Holders:
         client.eval(_BEAT, 1, HOLDERS_KEY, ttl_ms, len(alive), *alive, *closed)
 
     def sweep(self, channel: Any) -> int:
-        """Claim the unacked entries no live holder names (older than ``ttl_s``) and
+        """Claim the unacked entries no live holder names (older than ``grace_s``) and
         restore them to their queues as kombu does; how many were restored. Does nothing
         while another worker holds this interval's sweep token."""
-        oldest = time.time() - self.ttl_s
+        oldest = time.time() - self.grace_s
         token_ms = max(1, int(self.sweep_s * 1000 * 0.9))
         with channel.conn_or_acquire() as client:
             args = (oldest, self.sweeper_id, token_ms, MAX_CLAIMS, int(self.ttl_s * 1000))
