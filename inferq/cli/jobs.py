@@ -1,4 +1,9 @@
-"""`inferq predict` and `inferq classify`: jobs through the workers, answers to stdout."""
+"""`inferq predict` and `inferq classify`: jobs through the workers, answers to stdout.
+
+A command that times out still prints every answer it has, in input order, each
+unanswered row or image with the error `timeout` in its place, and exits UNANSWERED
+(3); a job answered with an error exits ROWS_FAILED (1) (inferq.core.exit_codes).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,22 @@ import click
 
 from inferq.cli.settings import load_settings
 from inferq.cli.waiting import RESEND_AFTER_S, watching
+from inferq.core import exit_codes
 from inferq.core.contract import ClassifyResult, PredictResult
 from inferq.core.tables import TableError, iter_rows, read_header, require_columns
-from inferq.errors import InferqError, InvalidInput
+from inferq.errors import InferqError, InvalidInput, JobTimeout
 from producer.client import Client
 from producer.handles import Handle
+
+
+class Unanswered(click.ClickException):
+    """Some jobs had no answer within --timeout-s; what was answered is printed."""
+
+    exit_code = exit_codes.UNANSWERED
+
+
+def _timeout(timeout_s: float) -> dict[str, str]:
+    return {"code": JobTimeout.code, "message": f"no answer within {timeout_s:g} s"}
 
 
 @click.command()
@@ -38,6 +54,8 @@ def predict(
             else:
                 assert csv_path is not None
                 predict_csv(client, csv_path, sys.stdout, timeout_s, rows_per_job)
+    except JobTimeout as exc:  # nothing answered (no worker gave the model's features)
+        raise Unanswered(str(exc)) from None
     except (InferqError, TableError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -46,15 +64,21 @@ def predict(
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--top", "top_k", default=5, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
-@click.option("--timeout-s", default=120.0, show_default=True)
+@click.option(
+    "--timeout-s", default=120.0, show_default=True, help="Longest wait for all the answers."
+)
 def classify(images: tuple[Path, ...], top_k: int, as_json: bool, timeout_s: float) -> None:
     """Classify image files through the vision workers (top-k ImageNet labels)."""
     settings = load_settings()
     with Client(settings) as client, watching(settings, "vision"):
-        failed = classify_files(
+        failed, unanswered = classify_files(
             client, list(images), sys.stdout, top_k=top_k, as_json=as_json, timeout_s=timeout_s
         )
-    sys.exit(1 if failed else 0)
+    if unanswered:
+        raise Unanswered(
+            f"{unanswered} of {len(images)} image(s) not answered within {timeout_s:g} s"
+        )
+    sys.exit(exit_codes.ROWS_FAILED if failed else exit_codes.OK)
 
 
 def predict_json(client: Client, text: str, out: TextIO, timeout_s: float) -> None:
@@ -63,7 +87,13 @@ def predict_json(client: Client, text: str, out: TextIO, timeout_s: float) -> No
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"--json is not valid JSON: {exc}") from None
-    result = client.submit(rows).wait(timeout_s, resend_after_s=RESEND_AFTER_S)
+    try:
+        result = client.submit(rows).wait(timeout_s, resend_after_s=RESEND_AFTER_S)
+    except JobTimeout:
+        count = len(rows) if isinstance(rows, list) else 1
+        for i in range(count):
+            out.write(json.dumps({"row": i, "error": _timeout(timeout_s)}) + "\n")
+        raise Unanswered(f"{count} row(s) not answered within {timeout_s:g} s") from None
     for i, dollars in enumerate(result.earnings_usd):
         record = {"row": i, "earnings_usd": dollars, "model": result.model.model_dump()}
         out.write(json.dumps(record) + "\n")
@@ -87,23 +117,38 @@ def predict_csv(
         for start in range(0, len(rows), rows_per_job)
     ]
     dollars = _collect(client, jobs, timeout_s)
+    missing = sum(value is None for value in dollars)
+    # An `error` column only when a row has no answer: a complete output keeps its shape.
+    error = [f"timeout: {_timeout(timeout_s)['message']}"] if missing else []
     writer = csv.writer(out)
-    writer.writerow([*header, "earnings_usd"])
+    writer.writerow([*header, "earnings_usd", *(["error"] if missing else [])])
     for row, value in zip(rows, dollars, strict=True):
-        writer.writerow([*(row.get(name, "") for name in header), f"{value:.2f}"])
+        cells = [*(row.get(name, "") for name in header)]
+        if value is None:
+            writer.writerow([*cells, "", *error])
+        else:
+            writer.writerow([*cells, f"{value:.2f}", *([""] if missing else [])])
+    if missing:
+        raise Unanswered(f"{missing} of {len(rows)} row(s) not answered within {timeout_s:g} s")
 
 
 def _collect(
     client: Client, jobs: list[tuple[int, Handle[PredictResult]]], timeout_s: float
-) -> list[float]:
-    """Dollars for every row in file order; the first failure is raised with CSV line numbers."""
+) -> list[float | None]:
+    """Dollars for every row in file order, None for a row whose job was not answered in
+    time; a job answered with an error is raised, with CSV line numbers."""
     start_of = {handle.id: start for start, handle in jobs}
-    results: dict[int, list[float]] = {}
+    results: dict[int, list[float | None]] = {s: [None] * h.rows for s, h in jobs}
     handles = [h for _, h in jobs]
-    for handle, outcome in client.as_completed(handles, timeout_s, resend_after_s=RESEND_AFTER_S):
-        if isinstance(outcome, InferqError):
-            raise _with_lines(outcome, start_of[handle.id])
-        results[start_of[handle.id]] = outcome.earnings_usd
+    try:
+        for handle, outcome in client.as_completed(
+            handles, timeout_s, resend_after_s=RESEND_AFTER_S
+        ):
+            if isinstance(outcome, InferqError):
+                raise _with_lines(outcome, start_of[handle.id])
+            results[start_of[handle.id]] = list(outcome.earnings_usd)
+    except JobTimeout:
+        pass  # the rows of the jobs left keep None: printed with the error `timeout`
     return [v for start in sorted(results) for v in results[start]]
 
 
@@ -129,28 +174,60 @@ def _number(cell: str) -> float | str:
 
 def classify_files(
     client: Client, paths: list[Path], out: TextIO, *, top_k: int, as_json: bool, timeout_s: float
-) -> int:
-    """Print each image's labels (or error) in the order given; the number that failed."""
-    handles: list[tuple[Path, Handle[ClassifyResult] | InferqError]] = []
-    for path in paths:
+) -> tuple[int, int]:
+    """Print each image's labels (or error) in the order given, as soon as it and those
+    before it are answered; (images failed, images not answered within ``timeout_s``)."""
+    printer = _InOrder(paths, out, as_json)
+    sent: list[Handle[ClassifyResult]] = []
+    place: dict[str, int] = {}  # job id -> its image's place
+    for index, path in enumerate(paths):
         try:
-            handles.append((path, client.submit_image(path.read_bytes(), top_k=top_k)))
+            sent.append(client.submit_image(path.read_bytes(), top_k=top_k))
+            place[sent[-1].id] = index
         except OSError as exc:
             error = {"code": "unreadable_file", "message": f"{path}: {exc.strerror}"}
-            handles.append((path, InferqError(error)))
-    failed = 0
-    for path, handle in handles:
+            printer.answer(index, InferqError(error))
+    try:
+        for handle, outcome in client.as_completed(sent, timeout_s, resend_after_s=RESEND_AFTER_S):
+            printer.answer(place[handle.id], outcome)
+    except JobTimeout:
+        pass  # the images left get the error `timeout`, in their places
+    unanswered = printer.unanswered()
+    for index in unanswered:
+        printer.answer(index, JobTimeout(_timeout(timeout_s)))
+    return printer.failed, len(unanswered)
+
+
+class _InOrder:
+    """Prints outcomes in the images' order, each once all before it are answered."""
+
+    def __init__(self, paths: list[Path], out: TextIO, as_json: bool) -> None:
+        self.paths, self.out, self.as_json = paths, out, as_json
+        self.outcomes: list[ClassifyResult | InferqError | None] = [None] * len(paths)
+        self.printed = 0
+        self.failed = 0
+
+    def answer(self, index: int, outcome: ClassifyResult | InferqError) -> None:
+        self.outcomes[index] = outcome
+        while self.printed < len(self.paths):
+            done = self.outcomes[self.printed]
+            if done is None:
+                return
+            self._print(self.paths[self.printed], done)
+            self.printed += 1
+
+    def unanswered(self) -> list[int]:
+        return [i for i, outcome in enumerate(self.outcomes) if outcome is None]
+
+    def _print(self, path: Path, outcome: ClassifyResult | InferqError) -> None:
         record: dict[str, Any] = {"source": str(path)}
-        try:
-            if isinstance(handle, InferqError):
-                raise handle
-            result = handle.wait(timeout_s, resend_after_s=RESEND_AFTER_S)
-            record["labels"] = [label.model_dump(exclude={"index"}) for label in result.labels]
-        except InferqError as exc:
-            failed += 1
-            record["error"] = exc.info
-        out.write(json.dumps(record) + "\n" if as_json else _text(record))
-    return failed
+        if isinstance(outcome, InferqError):
+            self.failed += 1
+            record["error"] = outcome.info
+        else:
+            record["labels"] = [label.model_dump(exclude={"index"}) for label in outcome.labels]
+        self.out.write(json.dumps(record) + "\n" if self.as_json else _text(record))
+        self.out.flush()
 
 
 def _text(record: dict[str, Any]) -> str:
