@@ -8,7 +8,9 @@ is checked against the model run in this process (for the version it names), eve
 bulk output must hold one model version, the workers' memory is sampled, and a worker
 that stops without a fault stopping it is named (and replaced). The report: jobs,
 answered, wrong, lost, duplicated executions, peak RSS, workers that exited, dead
-letters; the command exits 1 when anything was wrong or lost or a worker exited.
+letters, jobs left unacked once the traffic is over (none may stay parked: issue 19);
+the command exits 1 when anything was wrong or lost, a worker exited, or a job stayed
+unacked.
 """
 
 from __future__ import annotations
@@ -171,10 +173,11 @@ def run_soak(settings: Settings, plan: SoakPlan) -> dict[str, Any]:
                 thread.join(timeout=600)
             _watch(cluster, rss, exits)
             letters = cluster.dead_letters()
+            unacked = cluster.unacked_left()
         finally:
             cluster.close()
         runs = _executions(cluster.logs)
-    return _report(plan, faults, traffic, runs, rss, exits, letters)
+    return _report(plan, faults, traffic, runs, rss, exits, letters, unacked)
 
 
 def _report(
@@ -185,6 +188,7 @@ def _report(
     rss: dict[int, list[float]],
     exits: list[str],
     letters: dict[str, int],
+    unacked: tuple[int, float],
 ) -> dict[str, Any]:
     tallies = {kind: thread.tally.as_dict() for kind, thread in traffic.items()}
     duplicated: Counter[str] = Counter()
@@ -192,6 +196,7 @@ def _report(
         duplicated[task] += max(times - 1, 0)  # run again: a redelivery after a kill
     tallies["bulk"]["versions"] = dict(traffic["bulk"].versions)
     ok = all(t["wrong"] == 0 and t["lost"] == 0 for t in tallies.values()) and not exits
+    ok = ok and unacked[0] == 0  # nothing parked in `unacked` after the faults
     return {
         "minutes": plan.minutes,
         "faults": faults,
@@ -203,6 +208,8 @@ def _report(
         "peak_rss_growth_mb": round(max((max(v) - v[0] for v in rss.values()), default=0.0), 1),
         "worker_exits": exits,
         "dead_letters": letters,
+        "unacked_left": unacked[0],
+        "unacked_clear_s": unacked[1],
         "ok": ok,
     }
 
@@ -224,6 +231,7 @@ def table(report: dict[str, Any]) -> str:
         f"(growth {report['peak_rss_growth_mb']} MB); bulk outputs by model version "
         f"{report['bulk']['versions']}; workers that exited on their own "
         f"{len(report['worker_exits'])}; dead letters {sum(report['dead_letters'].values())}; "
+        f"unacked left {report['unacked_left']} (clear {report['unacked_clear_s']} s after); "
         f"{'OK' if report['ok'] else 'FAILED'}"
     )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from inferq.core.kombu_keys import UNACKED_KEY
 from inferq.core.modelfile import file_version, read_meta, write_meta
 from inferq.core.scaling import MinMax
 from inferq.core.settings import Settings
@@ -99,6 +100,19 @@ class Cluster:
         with redis.Redis.from_url(self.url) as client:
             letters = dead_letters.read(client)
         return dict(Counter(str(letter.fields.get("reason", "?"))[:60] for letter in letters))
+
+    def unacked_left(self, timeout_s: float = 30.0) -> tuple[int, float]:
+        """Jobs still unacked once the traffic is over, and how long they took to clear.
+        None may stay parked (issue 19): what a fault left there (a restore that met a
+        stopped Redis, a killed worker's jobs, a record whose message never reached a
+        worker) is swept back within seconds and answered or acked."""
+        started = time.monotonic()
+        with redis.Redis.from_url(self.url) as client:
+            while (left := int(client.hlen(UNACKED_KEY))) > 0:
+                if time.monotonic() - started >= timeout_s:
+                    break
+                time.sleep(0.2)  # polling Redis, deadline-bounded
+        return left, round(time.monotonic() - started, 1)
 
     def worker_pids(self) -> list[int]:
         return [w.pid for w in (self.regression, self.vision) if w is not None]

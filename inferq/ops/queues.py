@@ -3,7 +3,9 @@
 Waiting jobs are counted over every kombu priority list of a queue; jobs workers hold
 (the unacked hash, shared by every queue of the database) are one total, since
 splitting it by queue means reading every held message (a bulk chunk is hundreds of
-kilobytes). See inferq.core.kombu_keys.
+kilobytes). See inferq.core.kombu_keys. Of those, the ones whose holder is gone (a
+worker that died, a connection broken mid-delivery) are counted apart: a sweep puts them
+back within seconds, so a count that stays above 0 means no worker is sweeping.
 """
 
 from __future__ import annotations
@@ -18,24 +20,51 @@ import redis
 from inferq.core import exit_codes
 from inferq.core.broker import check_broker, redis_client
 from inferq.core.constants import DEAD_LETTER_KEY
-from inferq.core.kombu_keys import PRIORITY_STEPS, UNACKED_KEY, priority_lists
+from inferq.core.kombu_keys import (
+    HOLDER_OF_KEY,
+    HOLDERS_KEY,
+    LUA_HOLDER_GONE,
+    PRIORITY_STEPS,
+    UNACKED_KEY,
+    priority_lists,
+)
 from inferq.core.routing import queue_names
 from inferq.core.settings import Settings
 
+# KEYS: the unacked hash, the holder of each entry, the holders set. The entries whose
+# holder is gone, counted by tag (no message is read).
+_HOLDER_GONE_COUNT = (
+    LUA_HOLDER_GONE
+    + """
+local now, gone = now_ms(), 0
+for _, tag in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if holder_gone(KEYS[3], redis.call('HGET', KEYS[2], tag), now) then gone = gone + 1 end
+end
+return gone
+"""
+)
+
 
 def depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, Any]:
-    """{"queues": {name: waiting jobs}, "unacked_all_queues": held jobs, "dead_letters":
-    entries workers could not deliver} in one round trip."""
+    """{"queues": {name: waiting jobs}, "unacked_all_queues": held jobs,
+    "unacked_holder_gone": those of them no live worker holds, "dead_letters": entries
+    workers could not deliver} in one round trip."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
         for key in priority_lists(queue):
             pipe.llen(key)
     pipe.hlen(UNACKED_KEY)
+    pipe.eval(_HOLDER_GONE_COUNT, 3, UNACKED_KEY, HOLDER_OF_KEY, HOLDERS_KEY)
     pipe.llen(DEAD_LETTER_KEY)
     counts = pipe.execute()
     per_queue = len(PRIORITY_STEPS)
     waiting = {q: sum(counts[i * per_queue : (i + 1) * per_queue]) for i, q in enumerate(queues)}
-    return {"queues": waiting, "unacked_all_queues": counts[-2], "dead_letters": counts[-1]}
+    return {
+        "queues": waiting,
+        "unacked_all_queues": counts[-3],
+        "unacked_holder_gone": counts[-2],
+        "dead_letters": counts[-1],
+    }
 
 
 def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeout_s: float) -> int:
@@ -57,5 +86,7 @@ def run(settings: Settings, logical_queues: Sequence[str], as_json: bool, timeou
         for queue, waiting in found["queues"].items():
             print(f"{queue}\t{waiting} waiting")
         print(f"(all queues)\t{found['unacked_all_queues']} held by workers")
+        gone = found["unacked_holder_gone"]
+        print(f"(all queues)\t{gone} of them held by no live worker (swept back in seconds)")
         print(f"(all queues)\t{found['dead_letters']} dead letters (`inferq dead-letters`)")
     return 0

@@ -18,6 +18,7 @@ import redis
 from kombu.transport import redis as kombu_redis
 
 from inferq.core.kombu_keys import HOLDER_OF_KEY, SWEEP_TOKEN_KEY, UNACKED_KEY
+from inferq.ops.queues import depths
 from inferq.ops.redis_server import RedisServer
 from producer.presence import held_ids
 from worker.celeryapp.channel import ReconnectSafeChannel
@@ -165,9 +166,12 @@ def test_presence_calls_a_job_with_a_gone_holder_missing(
             assert time.monotonic() < deadline, "a gone holder's job still counts as held"
             time.sleep(0.05)  # its holder's last beat running out, deadline-bounded
         found = held_ids(store, [queue])
+        counts = depths(store, [queue])
     finally:
         for c in (live, gone):
             c.close()
         plain.release()
     # A consumer that keeps no holder record (not an inferq worker): held, as before.
     assert found == ids - {lost.headers["id"]}
+    # `inferq queues` counts it apart: held by no live worker.
+    assert counts["unacked_all_queues"] == 3 and counts["unacked_holder_gone"] == 1
