@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         5.0, ge=0, le=60_000, description="Longest wait for a batch to fill, from its first row."
     )
+    bulk_batch_size: int = Field(
+        8192,
+        ge=1,
+        le=65536,
+        description="Rows per forward pass for bulk chunks (score_chunk), at most: sized for "
+        "throughput; stream jobs go ahead of them and wait for one such pass at most.",
+    )
+    bulk_max_delay_ms: float = Field(
+        50.0,
+        ge=0,
+        le=60_000,
+        description="While bulk rows wait behind stream jobs, they get a pass at least this "
+        "often (stream jobs cannot starve a bulk run).",
+    )
     job_slots: int | None = Field(
         None,
         ge=1,

@@ -209,3 +209,123 @@ def test_stop_runs_what_is_queued_then_refuses() -> None:
     assert [f.result(1).values.tolist() for f in futures] == [[[2.0]], [[2.0]]]
     with pytest.raises(InferenceFailed, match="shutting down"):
         runner.submit(np.ones((1, 1), np.float32))
+
+
+# Two lanes: stream jobs before bulk rows, bulk never starved.
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _lanes(clock: Clock, max_wait_s: float = NEVER_S) -> BatchQueue[str, str]:
+    return BatchQueue(4, max_wait_s, clock, bulk_max_rows=100, bulk_max_delay_s=0.05)
+
+
+def test_stream_items_go_ahead_of_bulk_rows_queued_before_them() -> None:
+    q = _lanes(Clock())
+    q.put("chunk-a", rows=100, bulk=True)
+    q.put("chunk-b", rows=60, bulk=True)
+    q.put("job", rows=1)
+    assert [p.payload for p in q.next_batch(0)] == ["job"]
+    assert [p.payload for p in q.next_batch(0)] == ["chunk-a"]
+    assert [p.payload for p in q.next_batch(0)] == ["chunk-b"]
+
+
+def test_with_bulk_rows_waiting_a_stream_batch_does_not_wait_to_fill() -> None:
+    clock = Clock()
+    q = _lanes(clock)
+    q.put("job", rows=1)
+    q.put("chunk", rows=100, bulk=True)
+    # The clock stands still and max wait is an hour: only the bulk rows release it.
+    assert [p.payload for p in q.next_batch(0)] == ["job"]
+
+
+def test_without_bulk_rows_a_stream_batch_waits_its_max_wait() -> None:
+    q: BatchQueue[str, str] = BatchQueue(4, 0.05, bulk_max_rows=100)
+    q.put("job", rows=1)
+    started = time.monotonic()
+    assert [p.payload for p in q.next_batch(5)] == ["job"]
+    assert 0.04 <= time.monotonic() - started < 1.0
+
+
+def test_bulk_rows_arriving_end_a_stream_batchs_wait() -> None:
+    q: BatchQueue[str, str] = BatchQueue(4, NEVER_S, bulk_max_rows=100)
+    q.put("job", rows=1)
+    taken: list[list[str]] = []
+    consumer = threading.Thread(target=lambda: taken.append([p.payload for p in q.next_batch(5)]))
+    consumer.start()
+    q.put("chunk", rows=10, bulk=True)
+    consumer.join(5)
+    assert taken == [["job"]]
+
+
+def test_bulk_gets_a_pass_every_max_delay_under_a_constant_stream() -> None:
+    step_s = 1 / 64  # exact in binary: the clock's sums stay exact
+    clock = Clock()
+    q: BatchQueue[str, str] = BatchQueue(
+        1, NEVER_S, clock, bulk_max_rows=100, bulk_max_delay_s=4 * step_s
+    )
+    q.put("chunk-1", rows=100, bulk=True)
+    q.put("chunk-2", rows=100, bulk=True)
+    order: list[str] = []
+    for i in range(12):  # a new stream job before every pass, one step apart
+        q.put(f"job-{i}", rows=1)
+        order.extend(p.payload for p in q.next_batch(0))
+        clock.now_s += step_s
+    bulk_at = [i for i, name in enumerate(order) if name.startswith("chunk")]
+    assert [order[i] for i in bulk_at] == ["chunk-1", "chunk-2"]
+    # Due four steps after chunk-1 came, then four steps after its pass: never later.
+    assert bulk_at == [4, 8]
+    assert order[:4] == ["job-0", "job-1", "job-2", "job-3"]
+
+
+def test_lanes_cut_at_their_own_sizes_and_never_split_an_item() -> None:
+    q = _lanes(Clock())
+    for name in ("a", "b", "c"):
+        q.put(name, rows=40, bulk=True)
+    for name in ("x", "y", "z"):
+        q.put(name, rows=2, bulk=False)
+    assert [p.payload for p in q.next_batch(0)] == ["x", "y"]
+    assert [p.payload for p in q.next_batch(0)] == ["z"]
+    assert [p.payload for p in q.next_batch(0)] == ["a", "b"]
+    assert [p.payload for p in q.next_batch(0)] == ["c"]
+    with pytest.raises(ValueError, match=r"1\.\.100 rows"):
+        q.put("too big", rows=101, bulk=True)
+    with pytest.raises(ValueError, match=r"1\.\.4 rows"):
+        q.put("too big", rows=5)
+
+
+def test_closed_queue_drains_both_lanes() -> None:
+    q = _lanes(Clock())
+    q.put("chunk", rows=10, bulk=True)
+    q.put("job", rows=1)
+    q.close()
+    assert [p.payload for p in q.next_batch(0)] == ["job"]
+    assert [p.payload for p in q.next_batch(0)] == ["chunk"]
+    assert q.next_batch(0) == [] and len(q) == 0
+
+
+def test_runner_a_stream_job_waits_for_the_bulk_pass_in_progress_only() -> None:
+    model = FakeModel(max_rows=16)
+    model.gate.clear()  # the first bulk pass is running and held
+    runner = BatchRunner(
+        model, max_batch_rows=2, max_wait_s=NEVER_S, bulk_batch_rows=16, bulk_max_delay_s=NEVER_S
+    ).start()
+    try:
+        chunk = runner.submit(np.ones((64, 1), np.float32), bulk=True)  # four bulk passes
+        deadline = time.monotonic() + 10
+        while runner.queue.__len__() > 3 and time.monotonic() < deadline:
+            time.sleep(0.001)  # poll: until the runner holds the first pass
+        job = runner.submit(np.full((1, 1), 7.0, np.float32))
+        model.gate.set()
+        assert job[0].result(10).values.tolist() == [[14.0]]
+        outputs = runner.wait(chunk, timeout_s=10)
+    finally:
+        runner.stop()
+    assert model.shapes == [(16, 1), (1, 1), (16, 1), (16, 1), (16, 1)]
+    assert [len(p.values) for p in outputs] == [16, 16, 16, 16]

@@ -1,5 +1,9 @@
 """The model thread: takes batches from a BatchQueue and runs one forward pass each.
 
+Stream jobs and bulk chunks share it through the queue's two lanes: ``submit`` cuts a
+job's rows to the stream batch size, ``submit(..., bulk=True)`` a chunk's rows to the
+bulk pass size (worker.engine.batching decides which goes first).
+
 It only runs the model. Job threads validate and decode before they submit,
 and store results after; this thread stacks, pads to a fixed bucket size (so
 TensorFlow never meets a new shape), runs, checks N in -> N out, and resolves
@@ -99,16 +103,21 @@ class BatchRunner:
         max_batch_rows: int,
         max_wait_s: float,
         *,
+        bulk_batch_rows: int | None = None,
+        bulk_max_delay_s: float = 0.05,
         retries: int = 0,
         backoff_s: float = 0.05,
         observer: BatchObserver | None = None,
     ) -> None:
-        if model.bucket_sizes[-1] < max_batch_rows:
-            raise ValueError("the model's largest bucket is smaller than max_batch_rows")
+        bulk_rows = bulk_batch_rows or max_batch_rows
+        if model.bucket_sizes[-1] < max(max_batch_rows, bulk_rows):
+            raise ValueError("the model's largest bucket is smaller than a batch")
         self.model = model
         self.retries = retries
         self.backoff_s = backoff_s
-        self.queue: BatchQueue[np.ndarray, BatchOutput] = BatchQueue(max_batch_rows, max_wait_s)
+        self.queue: BatchQueue[np.ndarray, BatchOutput] = BatchQueue(
+            max_batch_rows, max_wait_s, bulk_max_rows=bulk_rows, bulk_max_delay_s=bulk_max_delay_s
+        )
         self._batch_ids = itertools.count(1)
         self.observer: BatchObserver = observer or _Unobserved()
         self._stopping = threading.Event()
@@ -124,9 +133,11 @@ class BatchRunner:
         self._stopping.set()
         self._thread.join(timeout_s)
 
-    def infer(self, x: np.ndarray, timeout_s: float) -> tuple[np.ndarray, list[BatchOutput]]:
+    def infer(
+        self, x: np.ndarray, timeout_s: float, *, bulk: bool = False
+    ) -> tuple[np.ndarray, list[BatchOutput]]:
         """Run ``x`` (rows x ...) through the model, split over as many batches as needed."""
-        parts = self.wait(self.submit(x), timeout_s)
+        parts = self.wait(self.submit(x, bulk=bulk), timeout_s)
         return np.concatenate([p.values for p in parts]), parts
 
     def wait(self, futures: list[Future[BatchOutput]], timeout_s: float) -> list[BatchOutput]:
@@ -136,11 +147,12 @@ class BatchRunner:
         except FutureTimeout:
             raise InferenceFailed(f"no forward pass within {timeout_s} s") from None
 
-    def submit(self, x: np.ndarray) -> list[Future[BatchOutput]]:
-        step = self.queue.max_rows
+    def submit(self, x: np.ndarray, *, bulk: bool = False) -> list[Future[BatchOutput]]:
+        """Queue ``x``'s rows in pieces of at most a batch (a bulk pass with ``bulk``)."""
+        step = self.queue.bulk_max_rows if bulk else self.queue.max_rows
         try:
             return [
-                self.queue.put(x[i : i + step], len(x[i : i + step]))
+                self.queue.put(x[i : i + step], len(x[i : i + step]), bulk=bulk)
                 for i in range(0, len(x), step)
             ]
         except QueueClosed:

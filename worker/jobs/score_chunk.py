@@ -1,7 +1,8 @@
 """``inferq.score_chunk``: one bulk chunk of rows per message (inferq.core.chunks).
 
-The chunk's rows go through the same batch runner as stream jobs, cut to the same
-max batch size, so a worker serves both at once. Rows are checked here again with
+The chunk's rows go through the same batch runner as stream jobs, in the bulk lane:
+passes of ``bulk_batch_size`` rows, sized for throughput, that stream jobs go ahead of
+(worker.engine.batching), so a worker serves both at once. Rows are checked here again with
 the row rules (inferq.core.rows): a bad row gets its own error in the result and
 the other rows of the chunk are scored.
 """
@@ -46,7 +47,7 @@ def run(
     passes = 0
     if ok.any():
         scaled = meta.scale_features(x[ok]).astype(np.float32)
-        outputs, parts = served.runner.infer(scaled, served.timeout_s)
+        outputs, parts = served.runner.infer(scaled, served.timeout_s, bulk=True)
         dollars[ok] = meta.to_dollars(outputs).reshape(-1)
         passes = len(parts)
     return {  # ScoreChunkResult

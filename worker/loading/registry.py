@@ -127,11 +127,17 @@ class ModelRegistry:
             # Here, not at file load: the version stays the file's hash, not the rebuilt copy's.
             model = devices.to_mixed_precision(model, name)
         xla = settings.regressor_xla and kind == "regressor"
-        forward = KerasForward(model, name, version, bucket_sizes_for(max_rows), jit_compile=xla)
+        # Bulk chunks (score_chunk) run in passes of their own size; image chunks share
+        # the stream's. Every bucket up to the larger one is traced now: none later.
+        bulk_rows = settings.bulk_batch_size if kind == "regressor" else max_rows
+        buckets = bucket_sizes_for(max(max_rows, bulk_rows))
+        forward = KerasForward(model, name, version, buckets, jit_compile=xla)
         runner = BatchRunner(
             _with_drills(forward, settings),
             max_rows,
             wait_ms / 1000,
+            bulk_batch_rows=bulk_rows,
+            bulk_max_delay_s=settings.bulk_max_delay_ms / 1000,
             retries=settings.inference_retries,
             backoff_s=settings.retry_backoff_ms / 1000,
             observer=self.metrics.for_model(name),
