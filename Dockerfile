@@ -1,6 +1,7 @@
 # One image for every inferq service: workers, producers, bulk scoring.
 #   docker build -t inferq .                                  # CPU (the default)
 #   docker build -t inferq:gpu --build-arg TF_CUDA=true .     # adds the CUDA wheels
+# docker-compose.yml builds it once, as `inferq`, for all of its inferq services.
 FROM python:3.11-slim
 
 # The plain tensorflow wheel runs on CPU only unless the CUDA libraries are importable;
@@ -11,19 +12,28 @@ ARG TF_CUDA=false
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-COPY pyproject.toml requirements.lock README.md ./
-COPY inferq ./inferq
-COPY worker ./worker
-COPY producer ./producer
-RUN pip install --no-cache-dir -c requirements.lock . \
+# The dependencies first, in a layer of their own: it is rebuilt only when pyproject.toml
+# or the pins change, so a change to inferq's code rebuilds in seconds, not the minutes
+# that TensorFlow takes. The list is [project].dependencies itself (tomllib), not a copy.
+COPY pyproject.toml requirements.lock ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/dependencies.txt \
+ && pip install --no-cache-dir -c requirements.lock -r /tmp/dependencies.txt \
  && if [ "$TF_CUDA" = "true" ]; then \
       pip install --no-cache-dir -c requirements.lock "tensorflow[and-cuda]"; \
     fi \
- && inferq models build --dir /app/models
+ && rm /tmp/dependencies.txt
 
-# Absolute paths: a service that changes its working directory still finds the models.
+# Set before the code goes in, so these layers stay cached too. Absolute paths: a service
+# that changes its working directory still finds the models.
 ENV INFERQ_REGRESSOR_PATH=/app/models/regressor.h5 \
     INFERQ_MODELS_DIR=/app/models \
     INFERQ_READY_FILE=/tmp/inferq-ready
-USER nobody
 CMD ["inferq", "worker", "--queues", "regression"]
+
+# The code: .dockerignore lets only pyproject.toml, requirements.lock, README.md and the
+# three packages (inferq, worker, producer) through, so one COPY takes exactly those.
+COPY . ./
+# --no-deps: everything it needs is in the layers above; pip would only check again.
+RUN pip install --no-cache-dir --no-deps . \
+ && inferq models build --dir /app/models
+USER nobody

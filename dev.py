@@ -5,6 +5,7 @@
     python3.11 dev.py test    # venv, install, ruff, mypy, import layers, the test suite
     python3.11 dev.py bench   # venv, install, build models, `inferq bench stream`
     python3.11 dev.py fuzz N  # the queue fuzzer against a live worker, N examples
+    python3.11 dev.py compose-check  # docker-compose.yml run for real (minutes; not in CI)
 
 Standard library only: it runs before anything is installed.
 """
@@ -83,6 +84,9 @@ def main(argv: list[str]) -> None:
         # The suite runs a few examples; this runs as many as asked (default 2000).
         os.environ["FUZZ_EXAMPLES"] = argv[1] if len(argv) > 1 else "2000"
         run(BIN / "pytest", "-q", "tests/faults/test_fuzz_queue.py")
+    elif command == "compose-check":
+        # Docker and Compose v2 do the work; the check itself needs no venv (standard library).
+        run(sys.executable, ROOT / "tools" / "compose_check.py", *argv[1:])
     elif command == "install":
         ensure_venv()
     else:

@@ -5,10 +5,16 @@ total_earnings) cannot be downloaded here, so we generate one with the same
 columns and a similar range (about $30k to $300k): earnings grow with the
 critic rating and with franchise and genre effects, and carry log-normal noise.
 Same seed, same rows, on every machine.
+
+    python -m inferq.tools.sample_data data/in.csv [--rows N] [--seed S]
+
+writes a sample input for `inferq score` (the compose file's bulk run uses it); the
+target column is kept, so predictions can be set beside the generated earnings.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -28,6 +34,7 @@ _FLAGS: dict[str, tuple[float, float]] = {
 }
 _PRICES = np.array([19.99, 29.99, 39.99, 49.99, 59.99])
 _RATINGS = np.arange(1.0, 5.01, 0.5)
+SAMPLE_ROWS = 100_000
 
 
 def generate(n_rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -66,3 +73,25 @@ def _fmt(name: str, value: float) -> str:
     if name == "critic_rating":
         return f"{value:.1f}"
     return str(int(value))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m inferq.tools.sample_data",
+        description="Write a sample products CSV (the course's columns, target included).",
+    )
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--rows", type=int, default=SAMPLE_ROWS)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    try:
+        write_csv(args.path, args.rows, args.seed)
+    except OSError as exc:  # a folder that cannot be written: a usage error, one line
+        parser.exit(2, f"{parser.prog}: cannot write {args.path}: {exc.strerror}\n")
+    print(f"{args.path}: {args.rows} rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -109,21 +109,55 @@ def test_setting_names_in_operator_files_exist() -> None:
             assert not unknown, f"{path.relative_to(ROOT)} names no such setting: {sorted(unknown)}"
 
 
+def dockerignore_patterns() -> list[str]:
+    if not DOCKERIGNORE.exists():
+        return []
+    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def package_files() -> list[str]:
+    """Every file of the packages pyproject.toml installs (sources and package data)."""
+    found = []
+    for folder in ("inferq", "worker", "producer"):
+        for path in (ROOT / folder).rglob("*"):
+            relative = path.relative_to(ROOT).as_posix()
+            if path.is_file() and "__pycache__" not in relative and "_cache" not in relative:
+                found.append(relative)
+    return found
+
+
 def test_dockerfile_copies_exist_and_reach_the_build() -> None:
     copied = read_dockerfile().copied
     assert copied, "the Dockerfile copies nothing"
-    patterns = []
-    if DOCKERIGNORE.exists():
-        lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
-        patterns = [line for line in lines if line and not line.startswith("#")]
+    patterns = dockerignore_patterns()
     for source in copied:
         path = ROOT / source
         assert path.exists(), f"Dockerfile copies {source}, which is not in the repository"
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        for file in files:
-            relative = file.relative_to(ROOT).as_posix()
+        if path.resolve() == ROOT:
+            # The whole context: what .dockerignore lets through is what goes in.
+            files = ["pyproject.toml", "requirements.lock", "README.md", *package_files()]
+        else:
+            found = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            files = [file.relative_to(ROOT).as_posix() for file in found]
+        for relative in files:
             if "__pycache__" not in relative:
                 assert not ignored_by_docker(relative, patterns), f".dockerignore drops {relative}"
+
+
+def test_the_build_context_leaves_out_what_the_image_does_not_need() -> None:
+    patterns = dockerignore_patterns()
+    for relative in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "models/regressor.h5",
+        "data/in.csv",
+        "tests/conftest.py",
+        ".env",
+        "bench/gpu.py",
+        "inferq/__pycache__/x.pyc",
+    ):
+        assert ignored_by_docker(relative, patterns), f"{relative} would be sent to the builder"
 
 
 def built_model_files(directory: Path, monkeypatch: pytest.MonkeyPatch) -> set[str]:
@@ -230,9 +264,10 @@ def test_gpu_reservation_is_well_formed_and_optional() -> None:
 
 
 def test_flower_watches_the_workers_broker() -> None:
-    flower = [s for s in services().values() if "flower" in argv(s.get("command") or [])]
+    flower = [s for s in services().values() if "flower" in str(s.get("image", ""))]
     assert len(flower) == 1, "one Flower service"
     service = flower[0]
+    assert "celery flower" in " ".join(argv(service["command"])), "Flower's command runs no Flower"
     broker_urls = {
         environment(s)["INFERQ_REDIS_URL"] for n, s in services().items() if n in workers()
     }
@@ -310,6 +345,10 @@ def test_queue_and_setting_checks_refuse_mistakes(monkeypatch: pytest.MonkeyPatc
 
 def test_dockerignore_matching() -> None:
     patterns = [".venv", "**/__pycache__", "models", "!models/keep.h5"]
+    allow_list = ["*", "!inferq", "**/__pycache__"]
+    assert ignored_by_docker("tests/conftest.py", allow_list)
+    assert not ignored_by_docker("inferq/cli/__init__.py", allow_list)
+    assert ignored_by_docker("inferq/__pycache__/cli.pyc", allow_list)
     assert ignored_by_docker(".venv/lib/x.py", patterns)
     assert ignored_by_docker("inferq/__pycache__/cli.pyc", patterns)
     assert not ignored_by_docker("inferq/models.py", patterns)

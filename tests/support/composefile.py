@@ -193,6 +193,12 @@ def builds_project_image(service: Mapping[str, Any]) -> bool:
     return context in (".", "./")
 
 
+def runs_project_image(service: Mapping[str, Any]) -> bool:
+    """Built from the Dockerfile here, or runs the image another service builds so."""
+    built = {s.get("image") for s in services().values() if builds_project_image(s)}
+    return builds_project_image(service) or service.get("image") in built - {None}
+
+
 def environment(service: Mapping[str, Any]) -> dict[str, str]:
     """The service's environment as the container sees it (image ENV first)."""
     declared = service.get("environment") or {}
@@ -204,7 +210,7 @@ def environment(service: Mapping[str, Any]) -> dict[str, str]:
         assert isinstance(value, str | int | float) and not isinstance(value, bool), (
             f"{name}: {value!r} is not a string or a number"
         )
-    base = read_dockerfile().env if builds_project_image(service) else {}
+    base = read_dockerfile().env if runs_project_image(service) else {}
     return {**base, **{name: str(value) for name, value in declared.items()}}
 
 
