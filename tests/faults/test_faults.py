@@ -7,6 +7,7 @@ lost, whatever happens to the worker that held it.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,39 @@ def test_a_redis_restart_mid_run_loses_no_job(fault_env: dict[str, str], tmp_pat
                 delivery.drop_subscriptions(client)
     assert "Unrecoverable error" not in log.read_text()
     print(f"Redis restart: {JOBS} jobs, 0 lost, same worker throughout, {len(resent)} resent")
+
+
+def _wait_until_unacked(store: redis.Redis, ids: set[str], worker: WorkerProcess) -> None:
+    """Until the worker holds every one of ``ids`` (delivered, not acked)."""
+    deadline = time.monotonic() + 60
+    while ids - delivery.held_by_redis(store, "-")[1]:
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.02)  # polling Redis, deadline-bounded
+
+
+def test_a_killed_workers_jobs_are_back_in_seconds_not_after_the_visibility_timeout(
+    redis_server: RedisServer, fault_env: dict[str, str], fault_client: Client, tmp_path: Path
+) -> None:
+    """The visibility timeout at its default hour: the jobs a worker held when it was
+    killed (waiting in its batch window) come back because their holder is gone
+    (worker.celeryapp.holders), in seconds; before, they waited the hour."""
+    env = {**fault_env, "INFERQ_VISIBILITY_TIMEOUT_S": "3600", "INFERQ_MAX_WAIT_MS": "60000"}
+    store = redis.Redis.from_url(redis_server.url)
+    logs = tmp_path / "first.log", tmp_path / "second.log"
+    with WorkerProcess(redis_server.url, env=env, log_path=logs[0]) as first:
+        handles = [fault_client.submit(row) for row in rows(5)]  # a batch never full
+        _wait_until_unacked(store, {h.id for h in handles}, first)
+        first.stop(sig=signal.SIGKILL)
+    killed_at = time.monotonic()
+    second_env = {**env, "INFERQ_MAX_WAIT_MS": "20"}
+    with WorkerProcess(redis_server.url, env=second_env, log_path=logs[1]):
+        answers = list(fault_client.as_completed(handles, timeout_s=60))
+    back_s = time.monotonic() - killed_at
+    store.close()
+    assert all(isinstance(o, PredictResult) for _, o in answers) and len(answers) == 5
+    assert "whose holder is gone" in logs[1].read_text()
+    print(f"5 jobs of a killed worker answered {back_s:.1f} s after the kill")
+    assert back_s < 40
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,16 @@ class ReconnectSafeChannel(kombu_redis.Channel):
             self._holder = self.holders.register(self)
         return self._holder
 
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        # A consumer is a holder from the start, not from its first delivery: its holders
+        # thread also sweeps, and a fresh worker on an empty queue must sweep what a
+        # killed one left. If Redis fails here, the first delivery registers instead.
+        try:
+            self.holder_id()
+        except self.connection_errors as exc:
+            log.debug("holder not registered yet: %r", exc)
+        return super().basic_consume(queue, *args, **kwargs)  # type: ignore[no-untyped-call]
+
     def close(self) -> None:
         try:
             super().close()  # type: ignore[no-untyped-call]  # restores its unacked jobs
