@@ -53,6 +53,20 @@ def ensure_venv() -> None:
         "-e",
         ".[dev]",
     )
+    # celery-batches, the stream benchmark's anchor, at requirements.lock's pin: without
+    # its declared dependencies (celery<5.7), which the pinned Celery 5.7.0 replaces.
+    run(
+        BIN / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "-c",
+        ROOT / "requirements.lock",
+        "celery-batches",
+    )
     STAMP.touch()
 
 
