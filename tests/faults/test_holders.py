@@ -175,3 +175,48 @@ def test_presence_calls_a_job_with_a_gone_holder_missing(
     assert found == ids - {lost.headers["id"]}
     # `inferq queues` counts it apart: held by no live worker.
     assert counts["unacked_all_queues"] == 3 and counts["unacked_holder_gone"] == 1
+
+
+def _redis_is_down(*_: Any, **__: Any) -> None:
+    raise redis.exceptions.ConnectionError("Redis went away during the close")
+
+
+def test_a_closed_channels_jobs_in_hand_stay_and_the_others_come_back(
+    redis_server: RedisServer, store: redis.Redis
+) -> None:
+    """A channel closed while Redis was away could not restore its jobs: those the
+    process still works on (the finisher acks them through the old channel) must not
+    be run again, and a record whose message never reached the process (the
+    connection broke between the pop and the delivery: issue 19) must come back."""
+    queue = f"test-holders-{uuid.uuid4().hex[:6]}"
+    _publish(redis_server.url, queue, 3)
+    closing, sweeper = Consumer(redis_server.url), Consumer(redis_server.url)
+    # The same process's connection after the reconnect, which its holders beat through.
+    again = kombu.Connection(redis_server.url, transport=_transport(closing.holders))
+    try:
+        again.default_channel.holder_id()
+        in_hand = closing.take(queue, 3)
+        never_arrived = in_hand.pop()
+        del closing.channel.qos._delivered[never_arrived.delivery_tag]  # recorded, not held
+        # Its close meets a dead Redis: nothing restored. Celery's consumer collects the
+        # connection, as here, and the finisher still acks through the old channel.
+        closing.channel.qos.restore_unacked = _redis_is_down
+        closing.conn.collect()
+        sweeper.take(queue, 0)
+        took_s = _sweep_until(sweeper, lambda: store.llen(queue) == 1, 10 * TTL_S)
+        until = time.monotonic() + 3 * TTL_S  # the jobs in hand outlive several ttls
+        while time.monotonic() < until:
+            store.delete(SWEEP_TOKEN_KEY)
+            assert sweeper.holders.sweep(sweeper.channel) == 0
+            time.sleep(0.05)  # the next sweep, for a fixed span
+        assert store.hlen(UNACKED_KEY) == 2
+        for message in in_hand:
+            message.ack()  # the finisher's ack, through the closed channel
+    finally:
+        sweeper.close()
+        closing.holders.stop()
+        again.release()
+    [back] = store.lrange(queue, 0, -1)
+    assert never_arrived.delivery_tag.encode() in back
+    assert store.hlen(UNACKED_KEY) == 0 and store.hlen(HOLDER_OF_KEY) == 0
+    print(f"the record that never arrived was back {took_s:.1f} s after the close")

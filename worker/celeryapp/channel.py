@@ -138,7 +138,7 @@ class ReconnectSafeChannel(kombu_redis.Channel):
             super().close()  # type: ignore[no-untyped-call]  # restores its unacked jobs
         finally:
             if self._holder is not None and self.holders is not None:
-                self.holders.closed(self._holder)
+                self.holders.closed(self._holder, self)
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         transport = self.connection

@@ -9,7 +9,11 @@ hour by default, and the producers' resend skipped it as "held".
 So each consuming channel is a *holder*: it writes its id beside each unacked record, in
 kombu's own MULTI (worker.celeryapp.channel), and keeps itself alive in ``HOLDERS_KEY``
 while it is open: a beat every ``beat_s``, each good for ``ttl_s`` by Redis's clock. A
-closed channel is struck off at the next beat. Every ``sweep_s`` one worker of the fleet
+closed channel is struck off at the next beat; the jobs it delivered that this process
+still works on (a close whose restore met a dead Redis; the finisher still answers and
+acks them through the old channel) first move to a *lingering* holder, alive until they
+are acked, so only what no one here holds (a record whose message never arrived) is
+swept. Every ``sweep_s`` one worker of the fleet
 (a token decides) claims, in one script, the entries (older than a grace of two beats)
 whose holder is gone, and restores each with kombu's own ``restore_by_tag``: one WATCH transaction
 that takes the entry out of ``unacked`` and its index and pushes it back on its queue,
@@ -80,6 +84,28 @@ return claimed
 """
 )
 _CLAIM_KEYS = (UNACKED_INDEX_KEY, UNACKED_KEY, HOLDER_OF_KEY, HOLDERS_KEY, SWEEP_TOKEN_KEY)
+
+# KEYS: holder of each tag, holders set. ARGV: a closed holder, its lingering id, the
+# ttl (ms), then the tags this process still works on: those move to the lingering
+# holder (alive), the closed holder goes, and with it the claim on anything else.
+_HAND_OVER = (
+    LUA_HOLDER_GONE
+    + """
+local moved = 0
+for i = 4, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[2])
+    moved = moved + 1
+  end
+end
+if moved > 0 then redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[2]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return moved
+"""
+)
+# A lingering holder ends when its jobs are acked, or this long after its channel closed
+# (a job Celery dropped with the old connection must not wait for the visibility timeout).
+LINGER_MAX_S = 120.0
 # Restores per sweep, at most: a fleet's worth of orphans comes back over a few sweeps.
 MAX_CLAIMS = 2000
 # How long a holder counts as alive after its last beat. Long enough for a Redis stall
@@ -107,7 +133,8 @@ class Holders:
         self._node = f"{node or socket.gethostname()}/{os.getpid()}"
         self.sweeper_id = f"{self._node}/sweep"
         self._open: dict[str, weakref.ref[Any]] = {}
-        self._closed: set[str] = set()
+        self._closed: dict[str, weakref.ref[Any]] = {}  # not yet handed over
+        self._lingering: dict[str, tuple[weakref.ref[Any], float]] = {}  # and since when
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,12 +153,13 @@ class Holders:
                 self._thread.start()
         return holder
 
-    def closed(self, holder: str) -> None:
-        """``holder``'s channel closed: struck off at the next beat, so what it leaves
-        unacked (a restore that met a dead Redis) is swept without waiting for ``ttl_s``."""
+    def closed(self, holder: str, channel: Any) -> None:
+        """``holder``'s channel closed: at the next beat the jobs it still works on move
+        to a lingering holder and it is struck off, so what else it left unacked is
+        swept without waiting for ``ttl_s``."""
         with self._lock:
             self._open.pop(holder, None)
-            self._closed.add(holder)
+            self._closed[holder] = weakref.ref(channel)
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop beating (worker shutdown); a last beat strikes off the closed holders."""
@@ -165,18 +193,39 @@ class Holders:
             for holder, ref in list(self._open.items()):
                 channel = ref()
                 if channel is None or getattr(channel, "closed", False):
-                    del self._open[holder]
-                    self._closed.add(holder)
+                    self._closed[holder] = self._open.pop(holder)
                 else:
                     found = channel
             return found
 
     def _beat_all(self, client: Any) -> None:
         with self._lock:
-            alive, closed = [*self._open, self.sweeper_id], sorted(self._closed)
-        self._beat(client, alive, closed)
+            closed, lingering = dict(self._closed), dict(self._lingering)
+        for holder, ref in closed.items():
+            self._hand_over(client, holder, ref)
+        ended = [
+            linger_id
+            for linger_id, (ref, since) in lingering.items()
+            if not _in_hand(ref()) or time.monotonic() - since > LINGER_MAX_S
+        ]
         with self._lock:
-            self._closed.difference_update(closed)
+            alive = [*self._open, *(h for h in self._lingering if h not in ended)]
+        self._beat(client, [*alive, self.sweeper_id], ended)
+        with self._lock:
+            for linger_id in ended:
+                self._lingering.pop(linger_id, None)
+
+    def _hand_over(self, client: Any, holder: str, ref: weakref.ref[Any]) -> None:
+        tags = _in_hand(ref())
+        linger_id = f"{holder}/linger"
+        ttl_ms = int(self.ttl_s * 1000)
+        moved = client.eval(
+            _HAND_OVER, 2, HOLDER_OF_KEY, HOLDERS_KEY, holder, linger_id, ttl_ms, *tags
+        )
+        with self._lock:
+            del self._closed[holder]
+            if moved:
+                self._lingering[linger_id] = (ref, time.monotonic())
 
     def _beat(self, client: Any, alive: list[str], closed: list[str]) -> None:
         ttl_ms = int(self.ttl_s * 1000)
@@ -196,3 +245,18 @@ class Holders:
         if claimed:
             log.warning("restored %d unacked job(s) whose holder is gone", len(claimed))
         return len(claimed)
+
+
+def _in_hand(channel: Any) -> list[str]:
+    """The delivery tags ``channel`` handed to this process and that are neither acked nor
+    restored (kombu's QoS: delivered, less the acks not yet flushed)."""
+    qos = None if channel is None else channel.__dict__.get("_qos")
+    if qos is None:
+        return []
+    for _ in range(3):
+        try:  # the consumer thread may ack meanwhile: copy again
+            dirty = set(qos._dirty)
+            return [tag for tag in list(qos._delivered) if tag not in dirty]
+        except RuntimeError:
+            continue
+    raise RuntimeError("the channel's delivered jobs kept changing while read")
