@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -125,3 +128,65 @@ def test_a_command_says_no_worker_serves_its_queue_and_waits_for_one(
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[0])["earnings_usd"] > 0
+
+
+def _read_into(stream: IO[str] | None, lines: queue.Queue[str]) -> None:
+    assert stream is not None
+    for line in stream:
+        lines.put(line)
+
+
+def _lines_until(lines: queue.Queue[str], wanted: str, timeout_s: float) -> list[str]:
+    """stderr lines read until one holds ``wanted``; fails past the deadline."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while not seen or wanted not in seen[-1]:
+        left_s = deadline - time.monotonic()
+        assert left_s > 0, f"{wanted!r} not said within {timeout_s} s: {seen}"
+        try:
+            seen.append(lines.get(timeout=left_s))
+        except queue.Empty:
+            continue
+    return seen
+
+
+def test_a_bulk_run_says_so_while_its_only_worker_is_stopped_and_when_one_serves_again(
+    redis_server: RedisServer, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = f"test-paused-{os.getpid()}"
+    env = {**worker_env, "INFERQ_REGRESSION_QUEUE": name}
+    settings = Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})
+    src, out = products(tmp_path / "in.csv", 20_000, bad=False), tmp_path / "out.csv"
+    argv = [sys.executable, "-m", "inferq", "score", str(src), "-o", str(out)]
+    argv += ["--chunk-rows", "50", "--in-flight", "1"]
+    with WorkerProcess(redis_server.url, env=env) as worker:
+        proc = subprocess.Popen(argv, env=cli_env(settings), stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=_read_into, args=(proc.stderr, lines), daemon=True)
+        reader.start()
+        try:
+            said = _stop_and_resume(worker, lines, name, tmp_path / "out.csv.inferq-parts")
+            assert proc.wait(180) == 0, said
+        finally:
+            proc.kill()
+            reader.join(30)
+            assert proc.stderr is not None
+            proc.stderr.close()
+            proc.wait()
+    assert not any("Traceback" in line for line in said)
+
+
+def _stop_and_resume(
+    worker: WorkerProcess, lines: queue.Queue[str], name: str, parts: Path
+) -> list[str]:
+    """Stop the only worker mid-run (SIGSTOP) until the run has said so twice, then let it
+    go on until the run says a worker serves again; what the run said."""
+    _until(lambda: len(list(parts.glob("*.part"))) >= 3, "no parts appeared", 120)
+    os.killpg(worker.pid, signal.SIGSTOP)
+    try:
+        # "any more", or "yet" if the watcher's first look came after the stop
+        said = _lines_until(lines, f"no worker serves queue {name} ", 60)
+        said += _lines_until(lines, f"still no worker serves queue {name}", 60)
+    finally:
+        os.killpg(worker.pid, signal.SIGCONT)
+    return said + _lines_until(lines, f"serves queue {name} again", 60)
