@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from celery import Celery
 
-from inferq.bench.phases import log
+from inferq.bench import lone_jobs
+from inferq.bench.phases import bench_app, log
+from inferq.bench.settings_record import compose_overrides, label, worker_settings
+from inferq.bench.stream import predict_payloads
 from inferq.core.constants import COURSE_TARGET
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import redis_url_or_own
 from inferq.ops.worker_process import WorkerProcess
 from inferq.tools.sample_data import generate
+
+COMPOSE_SERVICE = "regression-worker"
+LONE_JOBS = 40
 
 
 def write_products(directory: Path, rows: int, seed: int = 11) -> tuple[Path, Path]:
@@ -44,6 +52,21 @@ def write_products(directory: Path, rows: int, seed: int = 11) -> tuple[Path, Pa
     return csv_path, parquet_path
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """A started `inferq score` and where its summary will be."""
+
+    proc: subprocess.Popen[bytes]
+    summary_path: Path
+
+    def summary(self) -> dict[str, Any]:
+        """The summary once the run has ended (RuntimeError if it failed)."""
+        if self.proc.wait() != 0:
+            raise RuntimeError(f"inferq score exited {self.proc.returncode}")
+        summary: dict[str, Any] = json.loads(self.summary_path.read_text())
+        return summary
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """A live process's peak resident memory (VmHWM), from /proc."""
     try:
@@ -55,17 +78,21 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_score(source: Path, output: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
-    """`inferq score` in a child process: its summary, plus its peak memory and CPU seconds
-    (rusage: the whole child, start-up included)."""
+def start_score(source: Path, output: Path, env: dict[str, str], *extra: str) -> Scoring:
+    """`inferq score` started in a child process (its summary JSON beside the output)."""
     summary_path = output.with_name(output.name + ".summary.json")
     argv = [sys.executable, "-m", "inferq", "score", str(source), "-o", str(output)]
     proc = subprocess.Popen([*argv, "--summary-json", str(summary_path), *extra], env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"inferq score exited {proc.returncode}")
-    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    return Scoring(proc, summary_path)
+
+
+def run_score(source: Path, output: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
+    """`inferq score` in a child process: its summary, plus its peak memory and CPU seconds
+    (rusage: the whole child, start-up included)."""
+    scoring = start_score(source, output, env, *extra)
+    _, status, usage = os.wait4(scoring.proc.pid, 0)
+    scoring.proc.returncode = os.waitstatus_to_exitcode(status)
+    summary = scoring.summary()
     summary["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
     summary["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
     return summary
@@ -78,48 +105,165 @@ def _max_diff(a: Path, b: Path) -> float:
 
 
 def run_bulk_bench(
-    settings: Settings, *, rows: int, chunk_rows: int, in_flight: int, max_batch: int
+    settings: Settings,
+    *,
+    rows: int,
+    chunk_rows: int,
+    in_flight: int,
+    max_batch: int | None = None,
+    compose: bool = True,
 ) -> dict[str, Any]:
+    """(a) through one worker with the shipped defaults (``max_batch``: an override, then
+    recorded), lone jobs' latency beside it; (a2) again with docker-compose.yml's
+    regression worker settings where they differ; (b) in process."""
     model = str(settings.regressor_path.resolve())
     flags = ("--chunk-rows", str(chunk_rows), "--in-flight", str(in_flight))
+    base = {"INFERQ_REGRESSOR_PATH": model}
+    tuned = {"INFERQ_MAX_BATCH_SIZE": str(max_batch)} if max_batch else {}
+    from_compose = compose_overrides(COMPOSE_SERVICE) if compose else None
     with tempfile.TemporaryDirectory(prefix="inferq-bench-bulk-") as tmp:
         work = Path(tmp)
         log(f"writing {rows} products as CSV and Parquet")
-        csv_in, pq_in = write_products(work, rows)
-        queue = f"bench-{uuid.uuid4().hex[:8]}-regression"
-        env = {
-            **os.environ,
-            "INFERQ_REGRESSION_QUEUE": queue,
-            "INFERQ_REGRESSOR_PATH": model,
-            "INFERQ_MAX_BATCH_SIZE": str(max_batch),
-        }
+        files = write_products(work, rows)
         with redis_url_or_own(settings.redis_url) as url:
-            env["INFERQ_REDIS_URL"] = url
-            with WorkerProcess(url, ("regression",), env=env, args=["-l", "WARNING"]) as worker:
-                log(f"(a) CSV -> CSV through worker pid {worker.pid}")
-                queue_csv = run_score(csv_in, work / "a.csv", env, *flags)
-                log("(a) Parquet -> Parquet through the worker")
-                queue_pq = run_score(pq_in, work / "a.parquet", env, *flags)
-                worker_peak = peak_rss_mb(worker.pid)
+            app = bench_app(settings, url)
+            try:
+                queued = _through_worker(app, url, work, files, {**base, **tuned}, flags, True)
+                second = None
+                if from_compose:
+                    log(f"(a2) again with compose's settings: {from_compose}")
+                    env = {**base, **from_compose}
+                    second = _through_worker(app, url, work, files, env, flags, False)
+            finally:
+                app.close()
+        env = {**os.environ, **base}
         log("(b) CSV -> CSV in process")
-        local_csv = run_score(csv_in, work / "b.csv", env, *flags, "--in-process")
+        local_csv = run_score(files[0], work / "b.csv", env, *flags, "--in-process")
         log("(b) Parquet -> Parquet in process")
-        local_pq = run_score(pq_in, work / "b.parquet", env, *flags, "--in-process")
+        local_pq = run_score(files[1], work / "b.parquet", env, *flags, "--in-process")
         diff = _max_diff(work / "a.csv", work / "b.csv")
     return {
         "rows": rows,
         "chunk_rows": chunk_rows,
         "in_flight": in_flight,
-        "worker_max_batch_size": max_batch,
-        "queue_rows_per_s": round(queue_csv["rows_per_s"]),
-        "in_process_rows_per_s": round(local_csv["rows_per_s"]),
-        "ratio": round(queue_csv["rows_per_s"] / local_csv["rows_per_s"], 3),
-        "parquet_queue_rows_per_s": round(queue_pq["rows_per_s"]),
-        "parquet_in_process_rows_per_s": round(local_pq["rows_per_s"]),
-        "parquet_ratio": round(queue_pq["rows_per_s"] / local_pq["rows_per_s"], 3),
-        "producer_peak_rss_mb": max(queue_csv["peak_rss_mb"], queue_pq["peak_rss_mb"]),
-        "worker_peak_rss_mb": worker_peak,
+        **_figures(queued, local_csv, local_pq),
+        "compose": _compose_line(from_compose, second, local_csv, local_pq),
         "in_process_peak_rss_mb": max(local_csv["peak_rss_mb"], local_pq["peak_rss_mb"]),
         "max_abs_diff_usd_queue_vs_in_process": round(diff, 6),
-        "failed_rows": queue_csv["failed"] + queue_pq["failed"],
     }
+
+
+def _through_worker(
+    app: Celery,
+    url: str,
+    work: Path,
+    files: tuple[Path, Path],
+    worker_env: dict[str, str],
+    flags: tuple[str, ...],
+    latency: bool,
+) -> dict[str, Any]:
+    """One worker with ``worker_env``: CSV and Parquet through it and, with ``latency``,
+    lone jobs on it idle and during a third (CSV) run."""
+    queue = f"bench-{uuid.uuid4().hex[:8]}-regression"
+    env = {**os.environ, **worker_env, "INFERQ_REGRESSION_QUEUE": queue, "INFERQ_REDIS_URL": url}
+    record = worker_settings(env)
+    result: dict[str, Any] = {"settings": record}
+    with WorkerProcess(url, ("regression",), env=env, args=["-l", "WARNING"]) as worker:
+        log(f"(a) CSV -> CSV through worker pid {worker.pid} ({label(record)})")
+        result["csv"] = run_score(files[0], work / "a.csv", env, *flags)
+        log("(a) Parquet -> Parquet through the worker")
+        result["parquet"] = run_score(files[1], work / "a.parquet", env, *flags)
+        result["worker_peak_rss_mb"] = peak_rss_mb(worker.pid)
+        if latency:
+            result["stream_during_bulk"] = _latency(app, queue, work, files[0], env, flags)
+    return result
+
+
+def _latency(
+    app: Celery, queue: str, work: Path, source: Path, env: dict[str, str], flags: tuple[str, ...]
+) -> dict[str, Any]:
+    payloads = predict_payloads(LONE_JOBS)
+    log(f"{LONE_JOBS} lone jobs on the idle worker")
+    idle = lone_jobs.idle(app, queue, payloads, LONE_JOBS)
+    log("lone jobs while the CSV run goes again")
+    output = work / "a-latency.csv"
+    scoring = start_score(source, output, env, *flags)
+    during = lone_jobs.during(app, queue, payloads, scoring.proc, output)
+    return {
+        "idle": idle,
+        "during": during,
+        "bulk_rows_per_s": round(scoring.summary()["rows_per_s"]),
+    }
+
+
+def _figures(
+    queued: dict[str, Any], local_csv: dict[str, Any], local_pq: dict[str, Any]
+) -> dict[str, Any]:
+    csv, pq = queued["csv"], queued["parquet"]
+    return {
+        "settings": queued["settings"],
+        "queue_rows_per_s": round(csv["rows_per_s"]),
+        "in_process_rows_per_s": round(local_csv["rows_per_s"]),
+        "ratio": round(csv["rows_per_s"] / local_csv["rows_per_s"], 3),
+        "parquet_queue_rows_per_s": round(pq["rows_per_s"]),
+        "parquet_in_process_rows_per_s": round(local_pq["rows_per_s"]),
+        "parquet_ratio": round(pq["rows_per_s"] / local_pq["rows_per_s"], 3),
+        "stream_during_bulk": queued["stream_during_bulk"],
+        "producer_peak_rss_mb": max(csv["peak_rss_mb"], pq["peak_rss_mb"]),
+        "producer_cpu_s": {"csv": csv["cpu_s"], "parquet": pq["cpu_s"]},
+        "worker_peak_rss_mb": queued["worker_peak_rss_mb"],
+        "failed_rows": csv["failed"] + pq["failed"],
+    }
+
+
+def _compose_line(
+    overrides: dict[str, str] | None,
+    queued: dict[str, Any] | None,
+    local_csv: dict[str, Any],
+    local_pq: dict[str, Any],
+) -> dict[str, Any]:
+    """The compose regression worker's figures: the same run where it keeps the defaults."""
+    if overrides is None:
+        return {"service": COMPOSE_SERVICE, "known": False}
+    if queued is None:
+        return {"service": COMPOSE_SERVICE, "known": True, "same_as_defaults": True}
+    csv, pq = queued["csv"]["rows_per_s"], queued["parquet"]["rows_per_s"]
+    return {
+        "service": COMPOSE_SERVICE,
+        "known": True,
+        "same_as_defaults": False,
+        "settings": queued["settings"],
+        "queue_rows_per_s": round(csv),
+        "ratio": round(csv / local_csv["rows_per_s"], 3),
+        "parquet_queue_rows_per_s": round(pq),
+        "parquet_ratio": round(pq / local_pq["rows_per_s"], 3),
+        "failed_rows": queued["csv"]["failed"] + queued["parquet"]["failed"],
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """The figures as a few lines, each with the settings it was measured with."""
+    lat = result["stream_during_bulk"]
+    lines = [
+        f"bulk, {result['rows']:,} rows; worker: {label(result['settings'])}",
+        f"  CSV      {result['queue_rows_per_s']:>10,} rows/s   in process "
+        f"{result['in_process_rows_per_s']:>10,}   ratio {result['ratio']}",
+        f"  Parquet  {result['parquet_queue_rows_per_s']:>10,} rows/s   in process "
+        f"{result['parquet_in_process_rows_per_s']:>10,}   ratio {result['parquet_ratio']}",
+        f"  lone jobs p50/p95 ms: idle {lat['idle']['p50_ms']}/{lat['idle']['p95_ms']}, "
+        f"during bulk {lat['during']['p50_ms']}/{lat['during']['p95_ms']} "
+        f"({lat['during']['jobs']} jobs; that run {lat['bulk_rows_per_s']:,} rows/s)",
+    ]
+    compose = result["compose"]
+    if not compose["known"]:
+        lines.append("compose: docker-compose.yml or PyYAML not found here")
+    elif compose["same_as_defaults"]:
+        lines.append(f"compose ({compose['service']}): the defaults, the same figures")
+    else:
+        lines.append(
+            f"compose ({label(compose['settings'])}): CSV {compose['queue_rows_per_s']:,} "
+            f"rows/s, ratio {compose['ratio']}; Parquet {compose['parquet_queue_rows_per_s']:,}"
+            f" rows/s, ratio {compose['parquet_ratio']}"
+        )
+    lines.append(f"failed rows: {result['failed_rows']}")
+    return "\n".join(lines)

@@ -32,13 +32,18 @@ def _settings_with_models(*kinds: str) -> Settings:
     return settings
 
 
-def _emit(result: dict[str, object], as_json: bool, out: Path | None) -> None:
+def _emit(
+    result: dict[str, object], as_json: bool, out: Path | None, lines: str | None = None
+) -> None:
+    """The JSON (printed with ``as_json``, written to ``out``), else ``lines`` if given."""
     text = json.dumps(result, indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     if as_json:
         click.echo(text)
+    elif lines is not None:
+        click.echo(lines)
     elif "units" not in result:  # bench scale prints its table instead
         click.echo("\n".join(f"{k}: {v}" for k, v in result.items()))
 
@@ -68,14 +73,32 @@ def bench_vision(imagenet_images: int, phone_images: int, as_json: bool, out: Pa
 @click.option("--rows", default=1_000_000, show_default=True)
 @click.option("--chunk-rows", default=16_384, show_default=True)
 @click.option("--in-flight", default=4, show_default=True)
-@click.option("--max-batch", default=8192, show_default=True, help="The worker's max batch size.")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    help="The worker's max batch size (INFERQ_MAX_BATCH_SIZE); default: the shipped one. "
+    "An override is recorded beside the figures.",
+)
+@click.option(
+    "--compose/--no-compose",
+    default=True,
+    show_default=True,
+    help="Run again with docker-compose.yml's regression worker settings where they differ.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
 def bench_bulk(
-    rows: int, chunk_rows: int, in_flight: int, max_batch: int, as_json: bool, out: Path | None
+    rows: int,
+    chunk_rows: int,
+    in_flight: int,
+    max_batch: int | None,
+    compose: bool,
+    as_json: bool,
+    out: Path | None,
 ) -> None:
-    """A generated products file scored through one worker vs in one process."""
-    from inferq.bench.bulk import run_bulk_bench
+    """A generated products file scored through one worker with the shipped defaults vs
+    in one process, and lone stream jobs' latency during the run."""
+    from inferq.bench.bulk import run_bulk_bench, table
 
     result = run_bulk_bench(
         _settings_with_models("regressor"),
@@ -83,8 +106,9 @@ def bench_bulk(
         chunk_rows=chunk_rows,
         in_flight=in_flight,
         max_batch=max_batch,
+        compose=compose,
     )
-    _emit(result, as_json, out)
+    _emit(result, as_json, out, None if as_json else table(result))
 
 
 @bench.command("stream")
