@@ -35,6 +35,7 @@ from inferq.bench.loadgen import ProducerSpec, run_producers
 from inferq.bench.phases import BENCH_NOOP_TASK, log
 from inferq.bench.scale_report import Round, machine_busy_s, redis_cpu_s, report
 from inferq.bench.scale_sizes import WORKLOADS, ScaleSizes
+from inferq.bench.settings_record import worker_settings
 from inferq.core.constants import CLASSIFY_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
@@ -46,7 +47,6 @@ JOB_WORKLOADS = {
     "vision": ("vision", "vision", CLASSIFY_TASK, "image"),
     "celery_noop": ("plain", "noop", BENCH_NOOP_TASK, "rows"),
 }
-BULK_MAX_BATCH = 8192  # as `inferq bench bulk` runs its worker
 
 
 class HostsUnavailable(RuntimeError):
@@ -147,10 +147,15 @@ def fleet_specs(run: Run) -> dict[str, FleetSpec]:
             "vision", ("vision",), {**model_env, "INFERQ_JOB_SLOTS": str(vision_slots)}
         ),
         "plain": FleetSpec("plain", ("noop",), {}, app="inferq.bench.plain"),
-        "bulk": FleetSpec(
-            "bulk", ("regression",), {**model_env, "INFERQ_MAX_BATCH_SIZE": str(BULK_MAX_BATCH)}
-        ),
+        # The shipped defaults: a chunk's rows run in bulk passes of their own size.
+        "bulk": FleetSpec("bulk", ("regression",), model_env),
     }
+
+
+def fleet_settings(specs: dict[str, FleetSpec]) -> dict[str, Any]:
+    """What each fleet's workers ran with (inferq.bench.settings_record), by workload."""
+    by_fleet = {name: worker_settings({**os.environ, **spec.env}) for name, spec in specs.items()}
+    return {w: by_fleet[fleet_name] for w, (fleet_name, *_) in JOB_WORKLOADS.items()}
 
 
 def measure_fleet(run: Run, url: str, spec: FleetSpec, work: Path) -> dict[str, Any]:
@@ -194,8 +199,9 @@ def run_scale_bench(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
         url = f"redis://{hosts.server_address}:{server.port}/0"  # as the hosts reach it
         rds = redis.Redis.from_url(server.url)
         run = Run(hosts, rds, server.url, sizes, settings)
+        specs = fleet_specs(run)
         try:
-            for spec in fleet_specs(run).values():
+            for spec in specs.values():
                 results |= measure_fleet(run, url, spec, Path(tmp))
         finally:
             rds.close()
@@ -206,7 +212,10 @@ def run_scale_bench(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
         "load_avg_1m_before": round(load_before, 2),
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }
-    return report(results, {**asdict(sizes), "producers_per_round": sizes.producers}, machine)
+    out = report(results, {**asdict(sizes), "producers_per_round": sizes.producers}, machine)
+    wanted = set(sizes.workloads)
+    out["settings"] = {w: r for w, r in fleet_settings(specs).items() if w in wanted}
+    return out
 
 
 def parse_hosts(text: str) -> tuple[int, ...]:

@@ -18,6 +18,8 @@ from typing import Any, cast
 
 import redis
 
+from inferq.bench.settings_record import label
+
 SATURATED_LOAD = 0.9
 UNITS = {"stream": "jobs/s", "bulk": "rows/s", "vision": "images/s", "celery_noop": "jobs/s"}
 
@@ -162,4 +164,10 @@ def table(result: Mapping[str, Any]) -> str:
                 f" | {cpu['producers_cores']:.2f} ({cpu['producer_max_cores']:.2f})"
                 f" | {redis_cores} | {cpu['machine_cores']:.2f} | {mark} |"
             )
+    settings = result.get("settings", {})
+    if settings:  # each workload's worker settings, beside its figures
+        lines.append("")
+        lines.extend(
+            f"{workload} workers: {label(record)}" for workload, record in settings.items()
+        )
     return "\n".join(lines)

@@ -58,6 +58,12 @@ def test_bench_scale_measures_every_workload_on_capped_hosts(
     assert result["machine"]["cgroup"] in {"v1", "v2"}
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     assert "| stream | 2 |" in out.with_suffix(".md").read_text()
+    # Every workload's workers ran with the shipped defaults, or the override is recorded
+    # (vision: two batches of images per host) and printed beside the table.
+    settings = result["settings"]
+    assert {w for w in WORKLOADS if settings[w]["defaults"]} == {"stream", "bulk", "celery_noop"}
+    assert settings["vision"]["overrides"] == {"INFERQ_JOB_SLOTS": "32"}
+    assert "bulk workers: defaults" in out.with_suffix(".md").read_text()
 
 
 def test_bench_scale_says_why_and_exits_2_where_hosts_cannot_be_made(
