@@ -111,15 +111,23 @@ def run_bulk_bench(
     chunk_rows: int,
     in_flight: int,
     max_batch: int | None = None,
+    bulk_batch: int | None = None,
     compose: bool = True,
 ) -> dict[str, Any]:
-    """(a) through one worker with the shipped defaults (``max_batch``: an override, then
-    recorded), lone jobs' latency beside it; (a2) again with docker-compose.yml's
+    """(a) through one worker with the shipped defaults (``max_batch``, ``bulk_batch``:
+    overrides, then recorded), lone jobs' latency beside it; (a2) again with docker-compose.yml's
     regression worker settings where they differ; (b) in process."""
     model = str(settings.regressor_path.resolve())
     flags = ("--chunk-rows", str(chunk_rows), "--in-flight", str(in_flight))
     base = {"INFERQ_REGRESSOR_PATH": model}
-    tuned = {"INFERQ_MAX_BATCH_SIZE": str(max_batch)} if max_batch else {}
+    tuned = {
+        name: str(value)
+        for name, value in (
+            ("INFERQ_MAX_BATCH_SIZE", max_batch),
+            ("INFERQ_BULK_BATCH_SIZE", bulk_batch),
+        )
+        if value
+    }
     from_compose = compose_overrides(COMPOSE_SERVICE) if compose else None
     with tempfile.TemporaryDirectory(prefix="inferq-bench-bulk-") as tmp:
         work = Path(tmp)
@@ -147,7 +155,9 @@ def run_bulk_bench(
         "chunk_rows": chunk_rows,
         "in_flight": in_flight,
         **_figures(queued, local_csv, local_pq),
-        "compose": _compose_line(from_compose, second, local_csv, local_pq),
+        "compose": _compose_line(from_compose, second, local_csv, local_pq)
+        if compose
+        else {"service": COMPOSE_SERVICE, "known": False, "skipped": True},
         "in_process_peak_rss_mb": max(local_csv["peak_rss_mb"], local_pq["peak_rss_mb"]),
         "max_abs_diff_usd_queue_vs_in_process": round(diff, 6),
     }
@@ -202,6 +212,8 @@ def _figures(
     csv, pq = queued["csv"], queued["parquet"]
     return {
         "settings": queued["settings"],
+        "worker_max_batch_size": queued["settings"]["effective"]["max_batch_size"],
+        "worker_bulk_batch_size": queued["settings"]["effective"]["bulk_batch_size"],
         "queue_rows_per_s": round(csv["rows_per_s"]),
         "in_process_rows_per_s": round(local_csv["rows_per_s"]),
         "ratio": round(csv["rows_per_s"] / local_csv["rows_per_s"], 3),
@@ -233,6 +245,8 @@ def _compose_line(
         "known": True,
         "same_as_defaults": False,
         "settings": queued["settings"],
+        "worker_max_batch_size": queued["settings"]["effective"]["max_batch_size"],
+        "worker_bulk_batch_size": queued["settings"]["effective"]["bulk_batch_size"],
         "queue_rows_per_s": round(csv),
         "ratio": round(csv / local_csv["rows_per_s"], 3),
         "parquet_queue_rows_per_s": round(pq),
@@ -255,7 +269,9 @@ def table(result: dict[str, Any]) -> str:
         f"({lat['during']['jobs']} jobs; that run {lat['bulk_rows_per_s']:,} rows/s)",
     ]
     compose = result["compose"]
-    if not compose["known"]:
+    if compose.get("skipped"):
+        lines.append("compose: not run (--no-compose)")
+    elif not compose["known"]:
         lines.append("compose: docker-compose.yml or PyYAML not found here")
     elif compose["same_as_defaults"]:
         lines.append(f"compose ({compose['service']}): the defaults, the same figures")

@@ -31,6 +31,7 @@ from typing import Any
 
 from inferq.bench.imagesets import default_cache, ensure_set
 from inferq.bench.phases import bench_app, cpu_seconds, log, run_phase
+from inferq.bench.settings_record import compose_overrides, label, worker_settings
 from inferq.core.constants import CLASSIFY_TASK
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
@@ -39,6 +40,7 @@ from producer.bulk.score_images import ImageOptions, score_images
 from producer.client import Client
 
 WARMUP_IMAGES = 32
+COMPOSE_SERVICE = "vision-worker"
 
 
 class _Cpu:
@@ -92,15 +94,20 @@ def _measured(phase: Callable[[], dict[str, Any]], cpu: _Cpu, images: int) -> di
     return {**result, "cpu_ms_per_image": cpu.ms_per_image(images)}
 
 
-def _through_worker(settings: Settings, sets: dict[str, list[Path]]) -> dict[str, Any]:
+def _through_worker(
+    settings: Settings, sets: dict[str, list[Path]], tuning: dict[str, str]
+) -> dict[str, Any]:
+    """Every set through one worker with the defaults plus ``tuning`` (an override,
+    recorded in the result's ``settings``)."""
     queue = f"bench-{uuid.uuid4().hex[:8]}-vision"
     root = default_cache()  # where the image sets are: the worker may read them as paths
     env = {
         "INFERQ_VISION_QUEUE": queue,
         "INFERQ_MODELS_DIR": str(settings.models_dir.resolve()),
         "INFERQ_IMAGE_ROOT": str(root),
+        **tuning,
     }
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"settings": worker_settings({**os.environ, **env})}
     with RedisServer() as redis, tempfile.TemporaryDirectory(prefix="inferq-bench-") as tmp:
         ours = settings.model_copy(update={"redis_url": redis.url, "vision_queue": queue})
         app = bench_app(ours, redis.url)
@@ -177,15 +184,83 @@ def _figures(worker: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_vision_bench(settings: Settings, *, imagenet: int, phone: int) -> dict[str, Any]:
+def _compose_line(
+    overrides: dict[str, str] | None, worker: dict[str, Any] | None, local: dict[str, Any]
+) -> dict[str, Any]:
+    """The compose vision worker's figures, where its settings differ from the defaults."""
+    if overrides is None:
+        return {"service": COMPOSE_SERVICE, "known": False}
+    if worker is None:
+        return {"service": COMPOSE_SERVICE, "known": True, "same_as_defaults": True}
+    sets = {}
+    for name, local_set in local.items():
+        script = local_set["script_images_per_s"]
+        bulk, stream = worker[name]["bulk"]["images_per_s"], worker[name]["stream"]["images_per_s"]
+        sets[name] = {
+            "bulk_images_per_s": bulk,
+            "stream_images_per_s": stream,
+            "bulk_to_script": round(bulk / script, 3),
+            "stream_to_script": round(stream / script, 3),
+        }
+    return {
+        "service": COMPOSE_SERVICE,
+        "known": True,
+        "same_as_defaults": False,
+        "settings": worker["settings"],
+        "sets": sets,
+    }
+
+
+def run_vision_bench(
+    settings: Settings, *, imagenet: int, phone: int, compose: bool = True
+) -> dict[str, Any]:
+    """The figures with the shipped defaults; again with docker-compose.yml's vision
+    worker settings (a second line) where they differ and ``compose``."""
     log("making the image sets (cached after the first run)")
     sets = {"imagenet": ensure_set("imagenet", imagenet), "phone": ensure_set("phone", phone)}
-    worker = _through_worker(settings, sets)
+    worker = _through_worker(settings, sets, {})
+    from_compose = compose_overrides(COMPOSE_SERVICE) if compose else None
+    second = None
+    if from_compose:
+        log(f"again with compose's settings: {from_compose}")
+        second = _through_worker(settings, sets, from_compose)
     local = _in_process(settings, sets)
     return {
+        "settings": worker["settings"],
+        "compose": _compose_line(from_compose, second, local)
+        if compose
+        else {"service": COMPOSE_SERVICE, "known": False, "skipped": True},
         "sets": {name: _figures(worker[name], local[name]) for name in sets},
         "images": {name: len(files) for name, files in sets.items()},
         "batch_size": settings.vision_max_batch_size,
         "model": settings.classifier,
         "cores": len(os.sched_getaffinity(0)),
     }
+
+
+def table(result: dict[str, Any]) -> str:
+    """Each set's ratios with the settings they were measured with."""
+    lines = [f"vision; worker: {label(result['settings'])}"]
+    for name, fig in result["sets"].items():
+        lines.append(
+            f"  {name}: script {fig['script_images_per_s']} images/s; bulk "
+            f"{fig['bulk_images_per_s']} ({fig['bulk_to_script']}), paths "
+            f"{fig['bulk_paths_images_per_s']} ({fig['bulk_paths_to_script']}), stream "
+            f"{fig['stream_images_per_s']} ({fig['stream_to_script']})"
+        )
+    compose = result["compose"]
+    if compose.get("skipped"):
+        lines.append("compose: not run (--no-compose)")
+    elif not compose["known"]:
+        lines.append("compose: docker-compose.yml or PyYAML not found here")
+    elif compose["same_as_defaults"]:
+        lines.append(f"compose ({compose['service']}): the defaults, the same figures")
+    else:
+        for name, fig in compose["sets"].items():
+            lines.append(
+                f"compose ({label(compose['settings'])}) {name}: bulk "
+                f"{fig['bulk_images_per_s']} ({fig['bulk_to_script']}), stream "
+                f"{fig['stream_images_per_s']} ({fig['stream_to_script']})"
+            )
+    lines.append(f"failed: {sum(fig['failed'] for fig in result['sets'].values())}")
+    return "\n".join(lines)

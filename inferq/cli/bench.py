@@ -56,17 +56,30 @@ def bench() -> None:
 @bench.command("vision")
 @click.option("--imagenet-images", default=400, show_default=True, type=click.IntRange(1))
 @click.option("--phone-images", default=48, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--compose/--no-compose",
+    default=True,
+    show_default=True,
+    help="Run the worker phases again with docker-compose.yml's vision worker settings "
+    "where they differ from the defaults.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
-def bench_vision(imagenet_images: int, phone_images: int, as_json: bool, out: Path | None) -> None:
-    """ImageNet-size and phone-size JPEGs through one vision worker (bulk and stream) vs
-    the in-process script a user would write, and the raw model."""
-    from inferq.bench.vision import run_vision_bench
+def bench_vision(
+    imagenet_images: int, phone_images: int, compose: bool, as_json: bool, out: Path | None
+) -> None:
+    """ImageNet-size and phone-size JPEGs through one vision worker with the shipped
+    defaults (bulk and stream) vs the in-process script a user would write, and the raw
+    model."""
+    from inferq.bench.vision import run_vision_bench, table
 
     result = run_vision_bench(
-        _settings_with_models("classifier"), imagenet=imagenet_images, phone=phone_images
+        _settings_with_models("classifier"),
+        imagenet=imagenet_images,
+        phone=phone_images,
+        compose=compose,
     )
-    _emit(result, as_json, out)
+    _emit(result, as_json, out, None if as_json else table(result))
 
 
 @bench.command("bulk")
@@ -77,6 +90,12 @@ def bench_vision(imagenet_images: int, phone_images: int, as_json: bool, out: Pa
     "--max-batch",
     type=click.IntRange(1),
     help="The worker's max batch size (INFERQ_MAX_BATCH_SIZE); default: the shipped one. "
+    "An override is recorded beside the figures.",
+)
+@click.option(
+    "--bulk-batch",
+    type=click.IntRange(1),
+    help="The worker's bulk pass size (INFERQ_BULK_BATCH_SIZE); default: the shipped one. "
     "An override is recorded beside the figures.",
 )
 @click.option(
@@ -92,6 +111,7 @@ def bench_bulk(
     chunk_rows: int,
     in_flight: int,
     max_batch: int | None,
+    bulk_batch: int | None,
     compose: bool,
     as_json: bool,
     out: Path | None,
@@ -106,6 +126,7 @@ def bench_bulk(
         chunk_rows=chunk_rows,
         in_flight=in_flight,
         max_batch=max_batch,
+        bulk_batch=bulk_batch,
         compose=compose,
     )
     _emit(result, as_json, out, None if as_json else table(result))
