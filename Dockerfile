@@ -2,6 +2,14 @@
 #   docker build -t inferq .                                  # CPU (the default)
 #   docker build -t inferq:gpu --build-arg TF_CUDA=true .     # adds the CUDA wheels
 # docker-compose.yml builds it once, as `inferq`, for all of its inferq services.
+
+# The dependencies' list, [project].dependencies itself (tomllib, not a copy), in a stage of
+# its own: the next stage copies only the list, so an edit elsewhere in pyproject.toml (a
+# linter's settings) leaves the install below cached.
+FROM python:3.11-slim AS dependencies
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /dependencies.txt
+
 FROM python:3.11-slim
 
 # The plain tensorflow wheel runs on CPU only unless the CUDA libraries are importable;
@@ -12,16 +20,15 @@ ARG TF_CUDA=false
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The dependencies first, in a layer of their own: it is rebuilt only when pyproject.toml
-# or the pins change, so a change to inferq's code rebuilds in seconds, not the minutes
-# that TensorFlow takes. The list is [project].dependencies itself (tomllib), not a copy.
-COPY pyproject.toml requirements.lock ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/dependencies.txt \
- && pip install --no-cache-dir -c requirements.lock -r /tmp/dependencies.txt \
+# The dependencies first, in a layer of their own: it is rebuilt only when the list or the
+# pins change, so a change to inferq's code rebuilds in a minute or two, not the many
+# that TensorFlow's install takes.
+COPY requirements.lock ./
+COPY --from=dependencies /dependencies.txt /tmp/dependencies.txt
+RUN pip install --no-cache-dir -c requirements.lock -r /tmp/dependencies.txt \
  && if [ "$TF_CUDA" = "true" ]; then \
       pip install --no-cache-dir -c requirements.lock "tensorflow[and-cuda]"; \
-    fi \
- && rm /tmp/dependencies.txt
+    fi
 
 # Set before the code goes in, so these layers stay cached too. Absolute paths: a service
 # that changes its working directory still finds the models.

@@ -9,6 +9,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 
 from compose_report import Report
 from compose_stack import CheckFailed, Stack, wait_for
@@ -30,6 +31,11 @@ MODEL_INFO = re.compile(r'^inferq_model_info\{[^}]*model="([^"]+)"[^}]*version="
 JOBS = re.compile(r"^inferq_jobs_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
+def started_at(stamp: str) -> float:
+    """Docker's RFC 3339 time (nanoseconds, Z) in Unix seconds, to the second."""
+    return datetime.fromisoformat(stamp[:19]).replace(tzinfo=UTC).timestamp()
+
+
 class ServingChecks:
     def __init__(self, stack: Stack, report: Report) -> None:
         self.stack, self.report = stack, report
@@ -49,8 +55,9 @@ class ServingChecks:
         users = sorted(n for n, s in services.items() if s.get("image") == "inferq")
         builders = [n for n in users if "build" in services[n]]
         built = every.run("build", timeout_s=3600)
-        # The classic builder says "Successfully built", BuildKit "naming to": once per image.
-        builds = len(re.findall(r"Successfully built|naming to ", built.text))
+        # Once per image: the classic builder's last line, or BuildKit's "naming to" (pip's
+        # own "Successfully built inferq" inside the build is not one).
+        builds = len(re.findall(r"^Successfully built [0-9a-f]+$|naming to \S+", built.text, re.M))
         ok = built.code == 0 and len(builders) == 1 and builds == 1
         figure = (
             f"{len(users)} services run image inferq ({', '.join(users)}), built by "
@@ -83,7 +90,7 @@ class ServingChecks:
     def flower_lists_workers(self) -> None:
         hosts = self.worker_hosts()
         flower = self.stack.running("flower")[0]
-        flower_started = int(self.stack.inspect(flower, "{{.State.StartedAt.Unix}}"))
+        flower_started = started_at(self.stack.inspect(flower, "{{.State.StartedAt}}"))
         ready = [self.ready_at(name) for name in hosts]
         started = time.monotonic()
 

@@ -82,26 +82,23 @@ class Stack:
         return ["docker", "compose", *flags, *args]
 
     def run(self, *args: str, timeout_s: float = 600, stdin: str | None = None) -> Result:
+        return self.execute(self.command(*args), timeout_s, stdin)
+
+    def shell(self, script: str, timeout_s: float = 600) -> Result:
+        """Lines of the compose file's header, run by sh as a user would paste them."""
+        return self.execute(["sh", "-c", script], timeout_s)
+
+    def docker(self, *args: str, timeout_s: float = 300) -> Result:
+        """A plain `docker` command, for what compose has no verb for (one container)."""
+        return self.execute(["docker", *args], timeout_s)
+
+    def execute(self, argv: list[str], timeout_s: float, stdin: str | None = None) -> Result:
         started = time.monotonic()
         done = subprocess.run(
-            self.command(*args),
+            argv,
             cwd=ROOT,
             env=self.env,
             input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-    def shell(self, line: str, timeout_s: float = 600) -> Result:
-        """One line of the compose file's header, run by sh as a user would paste it."""
-        started = time.monotonic()
-        done = subprocess.run(
-            ["sh", "-c", line],
-            cwd=ROOT,
-            env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -164,19 +161,6 @@ class Stack:
             time.sleep(3)
             left = self.unhealthy(services)
         return time.monotonic() - started
-
-    def docker(self, *args: str, timeout_s: float = 300) -> Result:
-        """A plain `docker` command, for what compose has no verb for (one container)."""
-        started = time.monotonic()
-        done = subprocess.run(
-            ["docker", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
     def inspect(self, container: str, template: str) -> str:
         return self.docker("inspect", "--format", template, container).out.strip()

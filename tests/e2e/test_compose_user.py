@@ -26,7 +26,6 @@ from inferq.tools import sample_data
 from tests.support.composefile import (
     COMPOSE,
     COMPOSE_ENV,
-    ROOT,
     argv,
     environment,
     interpolated,
@@ -34,6 +33,7 @@ from tests.support.composefile import (
     services,
     workers,
 )
+from tests.support.harness import ROOT
 
 SENTINEL_ENV = {
     **COMPOSE_ENV,
