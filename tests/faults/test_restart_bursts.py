@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from inferq.core.contract import PredictResult
-from inferq.core.kombu_keys import UNACKED_KEY
+from inferq.core.kombu_keys import HOLDER_OF_KEY, HOLDERS_KEY, UNACKED_KEY
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
@@ -84,7 +84,11 @@ def _burst(
     # record whose message never reached a worker) is back and answered, or acked.
     while (left := store.hlen(UNACKED_KEY)) > 0:
         waited_s = time.monotonic() - back_at
-        assert waited_s < ANSWERED_WITHIN_S, f"{left} job(s) still unacked after {waited_s:.1f} s"
+        assert waited_s < ANSWERED_WITHIN_S, (
+            f"{left} job(s) still unacked after {waited_s:.1f} s, held by "
+            f"{store.hgetall(HOLDER_OF_KEY)}; holders alive until "
+            f"{store.zrange(HOLDERS_KEY, 0, -1, withscores=True)}, Redis time {store.time()}"
+        )
         time.sleep(0.05)  # polling Redis, deadline-bounded
     store.close()
     figures.unacked_clear_s = max(figures.unacked_clear_s, time.monotonic() - back_at)

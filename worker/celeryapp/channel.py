@@ -81,6 +81,26 @@ class SafeQoS(kombu_redis.QoS):
             pipe.execute()
             virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
 
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+        except Exception:
+            self._let_go(delivery_tag)
+            raise
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue)  # type: ignore[no-untyped-call]
+        except Exception:
+            self._let_go(delivery_tag)
+            raise
+
+    def _let_go(self, delivery_tag: str) -> None:
+        # An ack or reject Redis did not take: this process is done with the job, so a
+        # lingering holder (worker.celeryapp.holders) must not keep its entry from the
+        # sweep. kombu keeps the tag among the delivered ones all the same.
+        self.__dict__.setdefault("let_go", set()).add(delivery_tag)
+
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         # Ack, reject and restore all come here: the holder record goes with the entry.
         pipe = super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]

@@ -248,15 +248,16 @@ class Holders:
 
 
 def _in_hand(channel: Any) -> list[str]:
-    """The delivery tags ``channel`` handed to this process and that are neither acked nor
-    restored (kombu's QoS: delivered, less the acks not yet flushed)."""
+    """The delivery tags ``channel`` handed to this process that it has not let go of
+    (kombu's QoS: delivered, less the acks not yet flushed, less the acks and rejects
+    Redis did not take: the process is done with those, and the sweep may have them)."""
     qos = None if channel is None else channel.__dict__.get("_qos")
     if qos is None:
         return []
     for _ in range(3):
         try:  # the consumer thread may ack meanwhile: copy again
-            dirty = set(qos._dirty)
-            return [tag for tag in list(qos._delivered) if tag not in dirty]
+            done = set(qos._dirty) | set(qos.__dict__.get("let_go", ()))
+            return [tag for tag in list(qos._delivered) if tag not in done]
         except RuntimeError:
             continue
     raise RuntimeError("the channel's delivered jobs kept changing while read")
