@@ -42,6 +42,7 @@ from inferq.core.contract import (
 from inferq.core.processes import Managed
 from inferq.core.settings import Settings
 from inferq.errors import InferqError, JobTimeout
+from producer.broker_watch import BrokerWatch
 from producer.handles import Handle, R, Schedule
 from producer.presence import held_ids
 from producer.sending import sending
@@ -71,6 +72,8 @@ class Client(Managed):
         self.queue = queue or self.settings.regression_queue
         self.app = Celery("inferq-producer", set_as_current=False)
         self.app.conf.update(celery_config(self.settings))
+        # The result store's client follows a Sentinel failover to the new master.
+        self.broker = BrokerWatch(lambda: self.app.backend.client)
 
     def _send(
         self,
@@ -83,6 +86,7 @@ class Client(Managed):
         task_id: str | None = None,
     ) -> Handle[R]:
         sent_at = time.monotonic()
+        generation = self.broker.look()  # before the send: a change after it is noticed
         send = functools.partial(
             self.app.send_task,
             task,
@@ -104,6 +108,8 @@ class Client(Managed):
             functools.partial(sending, send, task_id=result.id),
             queue,
             functools.partial(self._holds, queue, result.id),
+            _broker=self.broker,
+            _generation=generation,
         )
 
     def _holds(self, queue: str, task_id: str) -> bool:
@@ -245,6 +251,9 @@ class Client(Managed):
         pending = {h.id: h for h in handles}
         schedule = Schedule.start(timeout_s, resend_after_s)
         suspects: set[str] = set()  # missing from Redis at the last resend round
+        # The oldest generation sent in: a newer one means Redis restarted or failed over
+        # since, so the pending jobs are checked at once (producer.broker_watch).
+        generation = min((h._generation for h in pending.values()), default=0)
         while pending:
             # Results already stored first, with one MGET: Celery's iter_native (5.7) never
             # yields a result whose message an earlier wait() read, and with one such in
@@ -254,6 +263,9 @@ class Client(Managed):
                 yield self._answer(pending.pop(task_id), meta)
             if not pending:
                 return
+            if (now := self.broker.look()) != generation:
+                generation = now
+                schedule.recheck_now()
             if schedule.resend_due():
                 suspects = self._resend_lost(pending, suspects)
             wait_s = schedule.next_wait_s()

@@ -13,6 +13,7 @@ from celery.result import AsyncResult
 from pydantic import BaseModel
 
 from inferq.errors import InferqError, JobExpired, JobRevoked, JobTimeout, UnknownTask
+from producer.broker_watch import BrokerWatch
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -21,6 +22,9 @@ R = TypeVar("R", bound=BaseModel)
 # stored states, then subscribes again, and a result stored in between is announced to
 # nobody; the caller then waited out its whole timeout for a result that was there.
 RESULT_POLL_S = 1.0
+# After the broker came back (producer.broker_watch), the second of the two presence
+# rounds a resend needs comes this soon after the first, not a resend interval later.
+RECHECK_AFTER_S = 2.0
 
 
 @dataclass
@@ -30,12 +34,19 @@ class Schedule:
     deadline: float
     resend_after_s: float | None
     resend_at: float | None
+    quick_rounds: int = 0  # rounds left RECHECK_AFTER_S apart (the broker came back)
 
     @classmethod
     def start(cls, timeout_s: float, resend_after_s: float | None) -> Schedule:
         now = time.monotonic()
         resend_at = None if resend_after_s is None else now + resend_after_s
         return cls(now + timeout_s, resend_after_s, resend_at)
+
+    def recheck_now(self) -> None:
+        """The broker came back: a resend round now and one RECHECK_AFTER_S later (a job
+        missing at both is lost), then the usual interval. Only where resends are on."""
+        if self.resend_after_s is not None:
+            self.resend_at, self.quick_rounds = time.monotonic(), 2
 
     def next_wait_s(self) -> float | None:
         """How long to wait for results now (a slice); None once the deadline has passed."""
@@ -49,7 +60,8 @@ class Schedule:
         now = time.monotonic()
         if self.resend_at is None or self.resend_after_s is None or now < self.resend_at:
             return False
-        self.resend_at = now + self.resend_after_s
+        self.quick_rounds = max(self.quick_rounds - 1, 0)
+        self.resend_at = now + (RECHECK_AFTER_S if self.quick_rounds else self.resend_after_s)
         return True
 
 
@@ -67,6 +79,19 @@ class Handle(Generic[R]):
     # Whether Redis still holds it (queued or unacked): then it is not lost.
     _held: Callable[[], bool] | None = field(default=None, repr=False)
     _suspect: bool = field(default=False, repr=False)  # missing at the last look
+    # The broker's generation when it was sent: a later one means Redis restarted or
+    # failed over since, and what it held for this job may be gone (producer.broker_watch).
+    _broker: BrokerWatch | None = field(default=None, repr=False)
+    _generation: int = field(default=0, repr=False)
+
+    def broker_came_back(self) -> bool:
+        """Whether the broker restarted or failed over since this job was sent (or since
+        the last call that said so)."""
+        if self._broker is None:
+            return False
+        generation = self._broker.look()
+        came_back, self._generation = generation != self._generation, generation
+        return came_back
 
     def resend(self) -> None:
         """Send the same job again, with the same id: its result key stays one, so a job
@@ -102,6 +127,8 @@ class Handle(Generic[R]):
                 # Each get() reads the stored state first, then listens for a slice.
                 value = self._result.get(timeout=wait_s, propagate=False)
             except CeleryTimeout:
+                if self.broker_came_back():
+                    schedule.recheck_now()
                 if schedule.resend_due():
                     self.resend_if_lost()
                 continue

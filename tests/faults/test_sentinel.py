@@ -12,19 +12,26 @@ with a typed BrokerUnavailable and are retried by the caller, as the docs say.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from inferq.core.chunks import chunk_id, task_id_of
 from inferq.core.contract import PredictResult
 from inferq.core.settings import Settings
 from inferq.errors import BrokerUnavailable, JobTimeout
 from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
+from producer.bulk.score_file import input_digest
+from tests.support.bulk import products
 from tests.support.delivery import (
     Outcomes,
     answered_within,
@@ -32,7 +39,7 @@ from tests.support.delivery import (
     executions,
     rows,
 )
-from tests.support.sentinel import SentinelGroup, wait_for
+from tests.support.sentinel import SentinelGroup, forget_jobs, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -148,3 +155,64 @@ def test_primary_killed_mid_run_the_replica_takes_over_and_every_job_is_answered
         f"{sent_all_s:.1f} s after the kill; {len(lost)} job(s) lost and resent; the others "
         f"answered {answered_s:.1f} s after the kill; worker ran {ran(worker)} (pid unchanged)"
     )
+
+
+BULK_ROWS, CHUNK_ROWS = 12_000, 300  # 40 chunks, 4 in flight
+STOP_AFTER_PARTS = 8
+# From the run's going on (the new primary known) to its end: the chunks left, and the
+# lost ones resent once the run sees the broker back, not after two --resend-after-s.
+AFTER_FAILOVER_LIMIT_S = 30
+
+
+def _chunk_ids(source: Path, output: Path, parts_dir: Path) -> list[str]:
+    """Every chunk's task id, as the run derives them (its manifest names the model)."""
+    version = json.loads((parts_dir / "manifest.json").read_text())["model_version"]
+    digest, out = input_digest(source)[0], str(output.resolve())
+    chunks = -(-BULK_ROWS // CHUNK_ROWS)
+    return [task_id_of(chunk_id(digest, CHUNK_ROWS, i, version, out)) for i in range(chunks)]
+
+
+def _parts(parts_dir: Path) -> set[int]:
+    return {int(p.name.split(".")[0]) for p in parts_dir.glob("*.part")}
+
+
+@pytest.mark.timeout(480)  # the old client's stall (2 x 120 s) ends the test by its assert
+def test_a_bulk_run_resends_what_a_failover_lost_within_seconds_of_the_new_primary(
+    group: SentinelGroup, worker: WorkerProcess, env: dict[str, str], tmp_path: Path
+) -> None:
+    src, out = products(tmp_path / "in.csv", BULK_ROWS, bad=False), tmp_path / "out.csv"
+    parts_dir = tmp_path / "out.csv.inferq-parts"
+    argv = [sys.executable, "-m", "inferq", "score", str(src), "-o", str(out)]
+    argv += ["--chunk-rows", str(CHUNK_ROWS), "--chunk-timeout-s", "400"]  # resend: 120 s
+    run = subprocess.Popen(argv, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(_parts(parts_dir)) >= STOP_AFTER_PARTS, "parts written", 120)
+        # The run stops reading answers; the worker answers what it has on the primary.
+        os.kill(run.pid, signal.SIGSTOP)
+        ids = _chunk_ids(src, out, parts_dir)
+        in_flight = [t for i, t in enumerate(ids) if i not in _parts(parts_dir)]
+        with redis.Redis(port=group.primary.port) as primary:
+            wait_for(lambda: primary.exists(f"celery-task-meta-{in_flight[0]}"), "answer", 60)
+        assert group.primary.process is not None
+        group.primary.process.send_signal(signal.SIGKILL)
+        wait_for(lambda: group.master_port() == group.replica.port, "promotion", FAILOVER_LIMIT_S)
+        # What the replica never got, as seen: the oldest chunk in flight was answered on
+        # the old primary only, and leaves no trace on the new one.
+        removed = forget_jobs(group.replica.port, QUEUE, in_flight[:1])
+        os.kill(run.pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        _, stderr = run.communicate(timeout=420)
+        after_s = time.monotonic() - resumed_at
+    finally:
+        run.kill()
+        run.communicate()
+    assert run.returncode == 0, stderr
+    assert f"scored {BULK_ROWS} rows: ok={BULK_ROWS}" in stderr
+    assert len(out.read_text().splitlines()) == BULK_ROWS + 1
+    print(
+        f"bulk failover: the run stopped after {STOP_AFTER_PARTS}+ of {len(ids)} chunks, its "
+        f"oldest in flight answered on the primary, the primary killed, the replica promoted, "
+        f"{removed} trace(s) of that chunk removed from it (never replicated); the run went "
+        f"on and ended {after_s:.1f} s later"
+    )
+    assert after_s < AFTER_FAILOVER_LIMIT_S

@@ -8,6 +8,7 @@ from contextlib import ExitStack
 
 import redis
 
+from inferq.core.kombu_keys import UNACKED_INDEX_KEY, UNACKED_KEY, priority_lists
 from inferq.core.processes import Managed
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.sentinel import SentinelServer
@@ -73,3 +74,40 @@ class SentinelGroup(Managed):
 
     def close(self) -> None:
         self._stack.close()
+
+
+# KEYS: the queue's lists, the unacked hash, the unacked index; ARGV: task ids. Every
+# queued or unacked entry naming one of them, and its stored result, are removed.
+_FORGET = """
+local wanted = {}
+for _, id in ipairs(ARGV) do wanted[id] = true end
+local function named(entry)
+  local id = string.match(entry, '"id": "([^"]+)"')
+  return id and wanted[id]
+end
+local removed = 0
+for i = 1, #KEYS - 2 do
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
+    if named(entry) then removed = removed + redis.call('LREM', KEYS[i], 0, entry) end
+  end
+end
+local unacked = redis.call('HGETALL', KEYS[#KEYS - 1])
+for i = 1, #unacked, 2 do
+  if named(unacked[i + 1]) then
+    redis.call('HDEL', KEYS[#KEYS - 1], unacked[i])
+    redis.call('ZREM', KEYS[#KEYS], unacked[i])
+    removed = removed + 1
+  end
+end
+for _, id in ipairs(ARGV) do removed = removed + redis.call('DEL', 'celery-task-meta-' .. id) end
+return removed
+"""
+
+
+def forget_jobs(port: int, queue: str, task_ids: list[str]) -> int:
+    """Remove every trace of ``task_ids`` from the Redis on ``port`` (queued, unacked,
+    answered): what a failover leaves of jobs whose writes the replica never got. How
+    many entries and results were removed."""
+    keys = [*priority_lists(queue), UNACKED_KEY, UNACKED_INDEX_KEY]
+    with redis.Redis(port=port, socket_timeout=5) as client:
+        return int(client.eval(_FORGET, len(keys), *keys, *task_ids))
