@@ -13,12 +13,12 @@ closed channel is struck off at the next beat; the jobs it delivered that this p
 still works on (a close whose restore met a dead Redis; the finisher still answers and
 acks them through the old channel) first move to a *lingering* holder, alive until they
 are acked, so only what no one here holds (a record whose message never arrived) is
-swept. Every ``sweep_s`` one worker of the fleet
-(a token decides) claims, in one script, the entries (older than a grace of two beats)
-whose holder is gone, and restores each with kombu's own ``restore_by_tag``: one WATCH transaction
-that takes the entry out of ``unacked`` and its index and pushes it back on its queue,
-so of two restores of one entry only one pushes. A claim names the sweeper as holder:
-if it dies before restoring, its claims are gone in turn and another sweeper takes them.
+swept. Every ``sweep_s`` one worker of the fleet (a token decides) claims, in one
+script, the entries older than a grace of two beats whose holder is gone, and restores
+each with kombu's own ``restore_by_tag``: one WATCH transaction that takes the entry out
+of ``unacked`` and its index and pushes it back on its queue, so of two restores of one
+entry only one pushes. A claim names the sweeper as holder: if it dies before restoring,
+its claims are gone in turn and another sweeper takes them.
 docs/delivery.md, "Who holds a job", states the guarantee.
 """
 
@@ -162,7 +162,8 @@ class Holders:
             self._closed[holder] = weakref.ref(channel)
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Stop beating (worker shutdown); a last beat strikes off the closed holders."""
+        """Stop beating (worker shutdown). The channels closed first and restored what
+        they held; their holder entries run out after ``ttl_s``."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
