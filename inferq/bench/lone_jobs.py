@@ -54,13 +54,11 @@ def lone_jobs(
 
 def idle(app: Celery, queue: str, payloads: list[dict[str, Any]], count: int) -> dict[str, Any]:
     """``count`` lone jobs on an idle worker."""
-    left = [count]
-
-    def more() -> bool:
-        left[0] -= 1
-        return left[0] >= 0
-
-    return summary(lone_jobs(app, queue, payloads, more))
+    samples = []
+    for kwargs in (payloads * (count // max(len(payloads), 1) + 1))[:count]:
+        samples.append(lone_job_ms(app, queue, kwargs))
+        time.sleep(PAUSE_S)  # a pause between lone jobs is the point, not a wait for state
+    return summary(samples)
 
 
 def during(
