@@ -130,7 +130,7 @@ class ModelRegistry:
         # Bulk chunks (score_chunk) run in passes of their own size; image chunks share
         # the stream's. Every bucket up to the larger one is traced now: none later.
         bulk_rows = settings.bulk_batch_size if kind == "regressor" else max_rows
-        buckets = bucket_sizes_for(max(max_rows, bulk_rows))
+        buckets = tuple(sorted({*bucket_sizes_for(max_rows), *bucket_sizes_for(bulk_rows)}))
         forward = KerasForward(model, name, version, buckets, jit_compile=xla)
         runner = BatchRunner(
             _with_drills(forward, settings),
