@@ -68,12 +68,14 @@ def base_stack(stack: Stack, report: Report, replicas: int) -> None:
 
 def sentinel_stack(stack: Stack, report: Report, replicas: int) -> None:
     sentinel = Stack(env={**stack.env, **SENTINEL_ENV}, profiles=["sentinel"])
-    start(sentinel, report, BASE + SENTINELS, replicas, "sentinel profile")
+    report.prefix = "sentinel: "
+    start(sentinel, report, BASE + SENTINELS, replicas, "stack")
     serving = ServingChecks(sentinel, report)
-    report.guard("sentinel: Flower on the Sentinels", serving.flower_lists_workers)
-    report.guard("sentinel: a prediction", serving.prediction)
+    report.guard("Flower lists workers that started after it", serving.flower_lists_workers)
+    report.guard("a prediction from inside the network", serving.prediction)
     faults = FaultChecks(sentinel, report)
-    report.guard("sentinel: primary killed mid-burst", faults.primary_killed)
+    report.guard("primary killed mid-burst", faults.primary_killed)
+    report.prefix = ""
 
 
 def main() -> None:

@@ -16,7 +16,11 @@ BURST = Path(__file__).with_name("compose_burst.py")
 JOBS, MARK = 3000, 500
 BURST_TIMEOUT_S = 600.0
 HEALTH_TIMEOUT_S = 600.0
-FLOWER_TIMEOUT_S = 150.0  # three failed checks 15 s apart, each up to 10 s, and the first
+FLOWER_TIMEOUT_S = 150.0
+PING = (
+    "from inferq.core.settings import Settings; from producer.client import Client; "
+    "print(len(Client(Settings.load()).app.control.inspect(timeout=5).ping() or {}))"
+)  # three failed checks 15 s apart, each up to 10 s, and the first
 
 
 @dataclass
@@ -102,6 +106,12 @@ class FaultChecks:
         self.report.line(down and up, "Flower's health without its broker", figure)
         self.stack.wait_healthy(["redis", *WORKERS, "flower"], HEALTH_TIMEOUT_S)
 
+    def pinged(self) -> str:
+        """How many workers answer Celery's broadcast `inspect ping` (the remote control
+        Flower relies on), asked from inside a worker's container with inferq's client."""
+        done = self.stack.exec("regression-worker", "python", "-c", PING)
+        return done.out.strip() if done.code == 0 else f"? ({done.last_line()})"
+
     def master(self) -> str:
         asked = self.stack.exec(
             "sentinel-1",
@@ -133,7 +143,7 @@ class FaultChecks:
             f"primary ({before}) killed after {MARK} sends; Sentinels name {now} "
             f"(redis-replica is {replica_ip}); {burst.figure()}"
         )
-        self.report.line(promoted and burst.whole, "sentinel: primary killed mid-burst", figure)
+        self.report.line(promoted and burst.whole, "primary killed mid-burst", figure)
         self.flower_after_failover(killed[0] if killed else time.monotonic())
 
     def flower_after_failover(self, killed_at: float) -> None:
@@ -149,6 +159,7 @@ class FaultChecks:
         count = len(workers) if isinstance(workers, dict) else 0
         figure = (
             f"{self.flower_health()}, /api/workers HTTP {code} with {count} workers, "
-            f"{time.monotonic() - killed_at:.0f} s after the kill"
+            f"{time.monotonic() - killed_at:.0f} s after the kill; Celery's inspect ping "
+            f"from a worker's container: {self.pinged()} workers answer"
         )
-        self.report.line(ok, "sentinel: Flower after the failover", figure)
+        self.report.line(ok, "Flower after the failover", figure)

@@ -10,9 +10,10 @@ class Report:
     def __init__(self) -> None:
         self.passed = 0
         self.failed = 0
+        self.prefix = ""  # "sentinel: " while the sentinel profile runs
 
     def line(self, ok: bool, name: str, figure: str) -> bool:
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {figure}", flush=True)
+        print(f"{'PASS' if ok else 'FAIL'} {self.prefix}{name}: {figure}", flush=True)
         if ok:
             self.passed += 1
         else:
