@@ -35,6 +35,14 @@ def _transport(holders: Holders | None) -> type:
     return type("HeldTransport", (kombu_redis.Transport,), {"Channel": channel})
 
 
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis of this module's own: a worker of the session's Redis would sweep these
+    tests' orphans too (rightly), and race the checks."""
+    with RedisServer() as server:
+        yield server
+
+
 @pytest.fixture()
 def store(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url)
