@@ -263,7 +263,7 @@ class Client(Managed):
                 yield self._answer(pending.pop(task_id), meta)
             if not pending:
                 return
-            if (now := self.broker.look()) != generation:
+            if resend_after_s is not None and (now := self.broker.look()) != generation:
                 generation = now
                 schedule.recheck_now()
             if schedule.resend_due():

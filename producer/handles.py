@@ -127,7 +127,7 @@ class Handle(Generic[R]):
                 # Each get() reads the stored state first, then listens for a slice.
                 value = self._result.get(timeout=wait_s, propagate=False)
             except CeleryTimeout:
-                if self.broker_came_back():
+                if resend_after_s is not None and self.broker_came_back():
                     schedule.recheck_now()
                 if schedule.resend_due():
                     self.resend_if_lost()
