@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from inferq.core import exit_codes
+from inferq.core.constants import COURSE_FEATURES
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
@@ -106,3 +107,15 @@ def test_a_timed_out_classify_prints_every_answered_image_in_place(
     timeout = {"code": "timeout", "message": f"no answer within {TIMEOUT_S} s"}
     assert all(r["error"] == timeout for r in records[count:])
     assert f"{len(files) - count} of {len(files)} image(s) not answered" in proc.stderr
+
+
+def test_a_timed_out_predict_json_prints_the_error_in_each_row_s_place(
+    env: dict[str, str],
+) -> None:
+    # One row: with what earlier tests left held, still short of a full batch.
+    row = {name: 1.0 for name in COURSE_FEATURES}
+    proc = run_inferq("predict", "--json", json.dumps([row]), "--timeout-s", TIMEOUT_S, env=env)
+    assert proc.returncode == exit_codes.UNANSWERED, proc.stderr
+    timeout = {"code": "timeout", "message": f"no answer within {TIMEOUT_S} s"}
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [{"row": 0, "error": timeout}]
+    assert f"1 row(s) not answered within {TIMEOUT_S} s" in proc.stderr
