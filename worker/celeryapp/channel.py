@@ -138,7 +138,8 @@ class ReconnectSafeChannel(kombu_redis.Channel):
         super().__init__(connection, *args, **kwargs)  # type: ignore[no-untyped-call]
 
     def holder_id(self) -> str | None:
-        """This channel's holder id, registered (alive in Redis) at its first delivery."""
+        """This channel's holder id, registered (alive in Redis) when it starts consuming a
+        queue, or at its first delivery if Redis failed then."""
         if self._holder is None and self.holders is not None:
             self._holder = self.holders.register(self)
         return self._holder
@@ -148,7 +149,8 @@ class ReconnectSafeChannel(kombu_redis.Channel):
         # thread also sweeps, and a fresh worker on an empty queue must sweep what a
         # killed one left. If Redis fails here, the first delivery registers instead.
         try:
-            self.holder_id()
+            if queue not in self._fanout_queues:  # broadcasts (pidbox) are never unacked
+                self.holder_id()
         except self.connection_errors as exc:
             log.debug("holder not registered yet: %r", exc)
         return super().basic_consume(queue, *args, **kwargs)  # type: ignore[no-untyped-call]
