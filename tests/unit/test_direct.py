@@ -53,6 +53,7 @@ class FakeRequest:
         self.events: list[str] = []
         self.acks: list[str] = []  # the stored state at each ack
         self.rejects: list[bool] = []
+        self.acknowledged = False
         self.done = threading.Event()
 
     def send_event(self, type: str, **_: Any) -> None:
@@ -64,6 +65,7 @@ class FakeRequest:
 
     def acknowledge(self) -> None:
         self.acks.append(self.task.backend.get_task_meta(self.id)["status"])
+        self.acknowledged = True
         self.done.set()
 
     def reject(self, requeue: bool = False) -> None:

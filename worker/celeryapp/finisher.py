@@ -3,7 +3,8 @@
 The runner thread only runs the model; when a forward pass ends it hands the
 batch's jobs to this thread, which stores every job's result or typed error
 and only then acks its message. Results ready together are stored together
-(worker.celeryapp.results: two round trips for the lot). A job whose answer cannot be
+(worker.celeryapp.results: two round trips for the lot), and acked together
+(worker.celeryapp.acks: one). A job whose answer cannot be
 stored is tried again a few times, waits doubling, and then goes back to the queue
 instead of being acked (not at once: an answer Redis keeps refusing must not send its
 job round the queue in a hot loop). A job with no forward
@@ -29,6 +30,7 @@ from celery.utils.saferepr import saferepr
 from celery.worker.state import task_ready
 
 from inferq.errors import InferenceFailed, InferqError
+from worker.celeryapp.acks import ack_together
 from worker.celeryapp.results import fast_path, store_done
 
 log = logging.getLogger("inferq.finisher")
@@ -153,20 +155,39 @@ class Finisher:
             for job in jobs:
                 self._settle(job)
             stored = _store_fast(jobs)
+            answered = []
             for job in jobs:
                 try:
                     if job in stored or _store_one(job):
-                        _finish(job)
-                        self._record(job)
+                        answered.append(job)
                     elif self._try_later(job):
                         later.append(job)
-                except Exception:  # one job's ack or event must not cost the others theirs
+                except Exception:  # one job's store must not cost the others theirs
                     log.exception("job=%s: answered, but not finished", job.request.id)
+            self._finish(answered)
         finally:
             with self._cond:
                 self._held.difference_update(set(jobs) - set(later))
                 if not self._held:
                     self._cond.notify_all()
+
+    def _finish(self, jobs: list[HeldJob]) -> None:
+        """After their answers are stored: the worker's bookkeeping, the acks (together,
+        worker.celeryapp.acks), the task events, the metrics and log lines."""
+        for job in jobs:
+            task_ready(job.request, successful=job.error is None)
+        try:
+            ack_together(job.request for job in jobs)
+        except Exception:  # a bug there must not leave a stored job unacked
+            log.exception("acking %d jobs together failed; acking one by one", len(jobs))
+            for job in jobs:
+                _ack_alone(job)
+        for job in jobs:
+            try:
+                _send_event(job)
+                self._record(job)
+            except Exception:  # one job's event must not cost the others theirs
+                log.exception("job=%s: answered, but not finished", job.request.id)
 
     def _try_later(self, job: HeldJob) -> bool:
         """After a failed store: True if the job is to be stored again later (it stays
@@ -229,11 +250,16 @@ def _store_one(job: HeldJob) -> bool:
     return True
 
 
-def _finish(job: HeldJob) -> None:
-    """After the store: the worker's bookkeeping, the ack, the task event."""
+def _ack_alone(job: HeldJob) -> None:
+    try:
+        job.request.acknowledge()  # does nothing if acked already
+    except Exception:
+        log.exception("job=%s: could not be acked", job.request.id)
+
+
+def _send_event(job: HeldJob) -> None:
+    """The task-succeeded or task-failed event a pool thread would send."""
     req = job.request
-    task_ready(req, successful=job.error is None)
-    req.acknowledge()
     if req.eventer is not None and req.eventer.enabled:
         if job.error is None:
             runtime_s = time.monotonic() - job.started
