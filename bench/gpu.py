@@ -102,10 +102,10 @@ def vision(sizes: Sizes, env: dict[str, str]) -> dict[str, Any]:
 
 
 def bulk(sizes: Sizes, env: dict[str, str]) -> dict[str, Any]:
-    flags = ["--rows", str(sizes.rows), "--max-batch", str(sizes.max_batch)]
+    flags = ["--rows", str(sizes.rows), "--bulk-batch", str(sizes.max_batch)]
     result = run_bench("bulk", [*flags, "--chunk-rows", str(sizes.chunk_rows)], env)
     print(
-        f"bulk: {result['rows']} rows, worker batch {result['worker_max_batch_size']}, "
+        f"bulk: {result['rows']} rows, bulk pass {result['worker_bulk_batch_size']}, "
         f"chunks of {result['chunk_rows']}: CSV through Redis {result['queue_rows_per_s']:,} "
         f"rows/s, in process {result['in_process_rows_per_s']:,} rows/s "
         f"(ratio {result['ratio']}); Parquet {result['parquet_queue_rows_per_s']:,} vs "
@@ -128,7 +128,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, help="vision jobs (GPU 2048, CPU 64)")
     parser.add_argument("--vision-batch", type=int, help="images per pass (GPU 64, CPU 16)")
     parser.add_argument("--rows", type=int, help="bulk rows (GPU 1,000,000, CPU 20,000)")
-    parser.add_argument("--max-batch", type=int, help="bulk worker batch (GPU 65536, CPU 8192)")
+    parser.add_argument(
+        "--max-batch", type=int, help="bulk pass size, INFERQ_BULK_BATCH_SIZE (GPU 65536, CPU 8192)"
+    )
     parser.add_argument("--chunk-rows", type=int, help="rows per chunk (GPU 65536, CPU 16384)")
     parser.add_argument("--only", choices=["vision", "bulk"], help="run one benchmark")
     parser.add_argument("--out", type=Path, help="also write every result here as JSON")

@@ -23,7 +23,11 @@ from worker.loading.registry import ServedRegressor
 @pytest.fixture(scope="module")
 def served(regressor_path: Path) -> Iterator[ServedRegressor]:
     settings = Settings.load(
-        {"INFERQ_REGRESSOR_PATH": str(regressor_path), "INFERQ_MAX_BATCH_SIZE": "8"}
+        {
+            "INFERQ_REGRESSOR_PATH": str(regressor_path),
+            "INFERQ_MAX_BATCH_SIZE": "8",
+            "INFERQ_BULK_BATCH_SIZE": "8",
+        }
     )
     with served_regressor(settings) as served:
         yield served
