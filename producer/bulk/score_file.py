@@ -37,6 +37,7 @@ from producer.bulk.report import Progress, Summary
 from producer.bulk.scorers import RowErrors, Scorer
 from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
 from producer.bulk.window import Window
+from producer.bulk.writer import BackgroundWriter
 
 
 @dataclass(frozen=True)
@@ -144,18 +145,26 @@ class _Run:
         self.digest, self.options, self.progress = digest, options, progress
         self.summary = summary
         self.window: Window[_InFlight] = Window(options.in_flight, self._finish)
+        # Rendering and writing finished chunks, on their own thread: this one keeps
+        # reading, encoding and sending (the producer, not the workers, was the limit).
+        self.writer = BackgroundWriter()
 
     def all_chunks(self, chunks: Iterable[Chunk]) -> None:
-        for chunk in chunks:
-            self.summary.chunks += 1
-            if self.sink.done(chunk.index):
-                self._count_resumed(chunk)
-                continue
-            if self.summary.unscored_chunks:
-                self.summary.unscored_chunks += 1  # a chunk failed: send no more, drain
-                continue
-            self.window.add(self._submit(chunk))
-        self.window.drain()
+        try:
+            for chunk in chunks:
+                self.summary.chunks += 1
+                if self.sink.done(chunk.index):
+                    self._count_resumed(chunk)
+                    continue
+                if self.summary.unscored_chunks:
+                    self.summary.unscored_chunks += 1  # a chunk failed: send no more, drain
+                    continue
+                self.window.add(self._submit(chunk))
+            self.window.drain()
+            self.writer.flush()
+        finally:
+            # However the run ends, no write outlives it (a restart deletes the parts).
+            self.writer.close()
 
     def _count_resumed(self, chunk: Chunk) -> None:
         ok, failed = self.sink.counts(chunk.index)
@@ -196,14 +205,28 @@ class _Run:
             for row, error in refused.items():
                 errors[int(ok_rows[row])] = error
         failed = len(errors) - len(ok_rows) + len(refused)
-        rendered = render(item.chunk, self.out_fmt, earnings, errors)
-        self.sink.write(item.chunk.index, rendered, item.chunk.num_rows - failed, failed)
-        if item.ticket is not None:
-            self.scorer.release(item.ticket)
         first = self.summary.first_row_errors
         if len(first) < 5:
             first.extend([e for e in errors if e is not None][: 5 - len(first)])
-        self._count(item.chunk.num_rows - failed, failed)
+        self._write_later(item, earnings, errors, failed)
+
+    def _write_later(
+        self, item: _InFlight, earnings: np.ndarray, errors: list[str | None], failed: int
+    ) -> None:
+        """Render and write the chunk on the writer thread; once it is written, drop its
+        stored result (kept until then for a resume) and count its rows."""
+        chunk, ticket, ok = item.chunk, item.ticket, item.chunk.num_rows - failed
+
+        def write() -> None:
+            rendered = render(chunk, self.out_fmt, earnings, errors)
+            self.sink.write(chunk.index, rendered, ok, failed)
+
+        def then() -> None:
+            if ticket is not None:
+                self.scorer.release(ticket)
+            self._count(ok, failed)
+
+        self.writer.put(write, then)
 
     def _count(self, ok: int, failed: int) -> None:
         self.summary.count(ok, failed)

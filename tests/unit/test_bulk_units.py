@@ -8,7 +8,10 @@ end-to-end tests (test_bulk_e2e.py) use real workers and the real model.
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import resource
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -190,3 +193,23 @@ def test_jsonl_bad_lines_are_failed_rows(tmp_path: Path) -> None:
     assert rows[2]["error"].startswith("invalid_json: line 4")
     with pytest.raises(FormatError, match="JSON Lines only"):
         score_file(src, tmp_path / "o.csv", LinearScorer(), ScoreOptions())
+
+
+def test_a_failed_part_write_ends_the_run_with_its_error(tmp_path: Path) -> None:
+    """A full disk met by the writer thread: the run raises that OSError (the command's
+    exit code comes from it), and returns; the parts written before it are kept."""
+    src = csv_file(tmp_path / "in.csv", 40_000)
+    dst = tmp_path / "out.csv"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Past 64 KiB a write fails with EFBIG (Python ignores SIGXFSZ): each part is larger.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(OSError) as failure:
+            score_file(src, dst, LinearScorer(), ScoreOptions(chunk_rows=8192))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert failure.value.errno == errno.EFBIG
+    assert not dst.exists()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("inferq-writer")] == []
+    summary = score_file(src, dst, LinearScorer(), ScoreOptions(chunk_rows=8192, resume=True))
+    assert (summary.rows, summary.chunks, summary.resumed_chunks) == (40_000, 5, 0)
