@@ -121,11 +121,14 @@ def _score_once(
     progress = Progress(total, "rows", every_s=progress_every_s)
     run = _Run(scorer, sink, out_fmt, digest, options, progress, Summary(output))
     try:
-        run.all_chunks(read_chunks(source, in_fmt, options.chunk_rows))
+        try:
+            run.all_chunks(read_chunks(source, in_fmt, options.chunk_rows))
+        finally:
+            progress.close()
+        if not run.summary.unscored_chunks:
+            sink.finish(run.summary.chunks)
     finally:
-        progress.close()
-    if not run.summary.unscored_chunks:
-        sink.finish(run.summary.chunks)
+        sink.abandon()  # closed now, not whenever collected (no-op once finished)
     run.summary.seconds = time.monotonic() - started
     return run.summary
 

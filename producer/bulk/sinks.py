@@ -57,6 +57,7 @@ class Sink(Protocol):
     def counts(self, index: int) -> tuple[int, int]: ...
     def write(self, index: int, data: Rendered, ok: int, failed: int) -> None: ...
     def finish(self, chunks: int) -> None: ...
+    def abandon(self) -> None: ...
 
 
 class ResumableSink:
@@ -68,6 +69,11 @@ class ResumableSink:
         self.manifest = manifest
         self._found: dict[int, Path] = {}
         self._open(resume)
+        # The output written as the parts are, while they come in order from chunk 0:
+        # then it is whole when the last part is, with no join left to wait for (joining
+        # 1M rows of Parquet re-encodes them all). A resumed run joins its parts.
+        self._stream: PlainSink | None = None if self._found else PlainSink(output)
+        self._streamed = 0
 
     @staticmethod
     def dir_of(output: Path) -> Path:
@@ -106,6 +112,7 @@ class ResumableSink:
         return _field(self._found[index], 1), _field(self._found[index], 2)
 
     def write(self, index: int, data: Rendered, ok: int, failed: int) -> None:
+        self._write_stream(index, data)
         if isinstance(data, pa.Table):
             # Arrow IPC, not Parquet, for the parts: no encoding now and none to undo when
             # joining; the output is encoded to Parquet once, at the end.
@@ -117,11 +124,27 @@ class ResumableSink:
         _write_atomically(path, data)
         self._found[index] = path
 
+    def _write_stream(self, index: int, data: Rendered) -> None:
+        if self._stream is None:
+            return
+        if index != self._streamed:  # out of order: the output is joined from the parts
+            self._stream.abandon()
+            self._stream = None
+            return
+        self._stream.write(index, data, 0, 0)
+        self._streamed += 1
+
     def finish(self, chunks: int) -> None:
         """Join parts 0..chunks-1 into the output (atomically), then drop the parts."""
         missing = [i for i in range(chunks) if not self.done(i)]
         if missing:
             raise ResumeError(f"{len(missing)} chunk(s) not scored, first {missing[0]}")
+        if self._stream is not None and self._streamed == chunks:
+            self._stream.finish(chunks)  # the same bytes as the join's, already written
+            shutil.rmtree(self.dir)
+            return
+        if self._stream is not None:
+            self._stream.abandon()
         paths = [self._found[i] for i in range(chunks)]
         tmp = self.output.with_name(self.output.name + ".tmp")
         if self.manifest.output_format == Format.PARQUET:
@@ -137,6 +160,13 @@ class ResumableSink:
         os.replace(tmp, self.output)
         _fsync(self.output.parent)
         shutil.rmtree(self.dir)
+
+    def abandon(self) -> None:
+        """Close the output written so far, unfinished (a run that failed or starts over
+        must leave no open file behind to flush into the next attempt's)."""
+        if self._stream is not None:
+            self._stream.abandon()
+            self._stream = None
 
     @staticmethod
     def discard(output: Path) -> None:
@@ -170,10 +200,18 @@ class PlainSink:
             self._file = self._tmp.open("wb")
         self._file.write(data)
 
-    def finish(self, chunks: int) -> None:
+    def abandon(self) -> None:
+        """Close without renaming: what was written stays a temporary file."""
+        self._close()
+        self._parquet = self._file = None
+
+    def _close(self) -> None:
         for closable in (self._parquet, self._file):
             if closable is not None:
                 closable.close()
+
+    def finish(self, chunks: int) -> None:
+        self._close()
         if self._parquet is None and self._file is None:
             self._tmp.write_bytes(b"")
         _fsync(self._tmp)

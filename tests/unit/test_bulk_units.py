@@ -116,9 +116,12 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
-def test_a_killed_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("out", [".csv", ".parquet"])
+def test_a_killed_run_resumes_to_the_same_bytes(tmp_path: Path, out: str) -> None:
+    # The uninterrupted run writes its output as its parts come; the resumed one joins
+    # its parts: the same bytes either way.
     src = csv_file(tmp_path / "in.csv", 100, bad={7: "r7,x,1"})
-    whole, resumed = tmp_path / "whole.csv", tmp_path / "resumed.csv"
+    whole, resumed = tmp_path / f"whole{out}", tmp_path / f"resumed{out}"
     score_file(src, whole, LinearScorer(), ScoreOptions(chunk_rows=10))
     with pytest.raises(KeyboardInterrupt):
         score_file(src, resumed, LinearScorer(fail_after=4), ScoreOptions(chunk_rows=10))
