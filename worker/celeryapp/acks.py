@@ -83,7 +83,12 @@ def _ack_messages(channel: Any, messages: list[Any]) -> None:
     except Exception as exc:
         log.warning("acking %d jobs together failed (%s); one by one", len(messages), exc)
         for message in messages:
-            message.ack_log_error(log, channel.connection_errors)
+            # Each through the channel's own ack, as Celery's promise would (which lets
+            # go of a job Redis did not take); one's failure is not the others'.
+            try:
+                message.ack_log_error(log, channel.connection_errors)
+            except Exception:
+                log.exception("could not ack %s", message.delivery_tag)
         return
     for message in messages:
         # kombu's Redis QoS.ack, less its pipeline: the in-memory bookkeeping.
