@@ -17,6 +17,8 @@ FLUSH_EVERY = 64
 FLUSH_INTERVAL_S = 0.005
 PREFETCH_MULTIPLIER = 128
 POOL = "solo"
+# Who sends the jobs: a plain Celery client (send_task, .get()), or inferq's Client.
+CLIENTS = ("celery", "inferq")
 
 # What such a user configures: Celery's defaults but JSON, and the prefetch multiplier
 # celery-batches needs to fill a batch. Recorded beside the figures.

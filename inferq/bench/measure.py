@@ -21,8 +21,6 @@ from inferq.bench.phases import collect, cpu_seconds, send_all
 from inferq.errors import InferqError
 from producer.client import Client
 
-CLIENTS = ("celery", "inferq")
-
 
 def descendants(pid: int) -> list[int]:
     """The pids of ``pid``'s children, their children, and so on (Linux /proc)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from inferq.bench.anchors import CLIENTS
 from inferq.bench.scale_sizes import DEFAULT as _SCALE
 from inferq.cli.settings import UsageProblem, load_settings
 from inferq.core import exit_codes
@@ -138,14 +139,27 @@ def bench_bulk(
     "--seed-jobs", default=200, show_default=True, help="Jobs for the slow seed baseline."
 )
 @click.option("--rounds", default=3, show_default=True, help="Alternating (a)/(b) rounds; medians.")
+@click.option(
+    "--client",
+    type=click.Choice(CLIENTS),
+    default="celery",
+    show_default=True,
+    help="Who sends inferq's jobs (the anchors always get a plain Celery client).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
-def bench_stream(jobs: int, seed_jobs: int, rounds: int, as_json: bool, out: Path | None) -> None:
-    """Single-row jobs through one worker vs a no-op task vs model.predict per job."""
+def bench_stream(
+    jobs: int, seed_jobs: int, rounds: int, client: str, as_json: bool, out: Path | None
+) -> None:
+    """One-row jobs through a default worker, against celery-batches and a solo no-op."""
     from inferq.bench.stream import run_stream_bench
 
     result = run_stream_bench(
-        _settings_with_models("regressor"), jobs=jobs, seed_jobs=seed_jobs, rounds=rounds
+        _settings_with_models("regressor"),
+        jobs=jobs,
+        seed_jobs=seed_jobs,
+        rounds=rounds,
+        client=client,
     )
     _emit(result, as_json, out)
 
