@@ -76,7 +76,7 @@ class Handle(Generic[R]):
     _parse: type[R] = field(repr=False)
     _send_again: Callable[[], object] | None = field(default=None, repr=False)
     queue: str | None = None  # the queue it was sent to
-    # Whether Redis still holds it (queued or unacked): then it is not lost.
+    # Whether Redis still holds it (queued, or unacked by a live worker): then it is not lost.
     _held: Callable[[], bool] | None = field(default=None, repr=False)
     _suspect: bool = field(default=False, repr=False)  # missing at the last look
     # The broker's generation when it was sent: a later one means Redis restarted or
