@@ -246,8 +246,8 @@ class Client(Managed):
         With ``resend_after_s``, jobs still unanswered after that long are sent again
         (same ids, so still one result each), then again after as long, until
         ``timeout_s``: the cover for a job the broker lost with a killed worker. Only
-        jobs Redis no longer holds (neither queued nor unacked by a live worker) and that have no stored
-        result are sent again, so a long queue is never copied."""
+        jobs Redis no longer holds (neither queued nor unacked by a live worker) and
+        that have no stored result are sent again, so a long queue is never copied."""
         pending = {h.id: h for h in handles}
         schedule = Schedule.start(timeout_s, resend_after_s)
         suspects: set[str] = set()  # missing from Redis at the last resend round
