@@ -87,6 +87,7 @@ def main() -> None:
     if taken:
         sys.exit(f"compose-check writes data/{' and data/'.join(taken)}: move them away first")
     report, stack, started = Report(), Stack(), time.monotonic()
+    made_data = not DATA.exists()  # the header's `mkdir -p data` makes it: gone again after
     try:
         base_stack(stack, report, args.vision_replicas)
         sentinel_stack(stack, report, args.vision_replicas)
@@ -98,6 +99,8 @@ def main() -> None:
             down = everything.run("down", "-v", "--remove-orphans", timeout_s=600)
             print(f"docker compose down -v: exit {down.code}", flush=True)
             BulkChecks(stack, report).remove_files()
+            if made_data and DATA.exists() and not any(DATA.iterdir()):
+                DATA.rmdir()
     minutes = (time.monotonic() - started) / 60
     print(f"{report.passed} passed, {report.failed} failed in {minutes:.1f} min", flush=True)
     sys.exit(1 if report.failed else 0)
