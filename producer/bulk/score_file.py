@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from producer.bulk.formats import (
     render,
 )
 from producer.bulk.one_model import OnNewModel, on_one_model
+from producer.bulk.prefetch import Prefetch
 from producer.bulk.report import Progress, Summary
 from producer.bulk.scorers import RowErrors, Scorer
 from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
@@ -120,10 +121,13 @@ def _score_once(
     total = pq.ParquetFile(source).metadata.num_rows if in_fmt is Format.PARQUET else lines
     progress = Progress(total, "rows", every_s=progress_every_s)
     run = _Run(scorer, sink, out_fmt, digest, options, progress, Summary(output))
+    # The next chunks are read and parsed on a thread of their own, ahead of this one.
+    reader = Prefetch(run.parsed(read_chunks(source, in_fmt, options.chunk_rows)))
     try:
         try:
-            run.all_chunks(read_chunks(source, in_fmt, options.chunk_rows))
+            run.all_chunks(reader)
         finally:
+            reader.close()
             progress.close()
         if not run.summary.unscored_chunks:
             sink.finish(run.summary.chunks)
@@ -152,17 +156,22 @@ class _Run:
         # reading, encoding and sending (the producer, not the workers, was the limit).
         self.writer = BackgroundWriter()
 
-    def all_chunks(self, chunks: Iterable[Chunk]) -> None:
+    def parsed(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Parsed | None]]:
+        """Each chunk with its feature columns parsed (None for a chunk already done)."""
+        for chunk in chunks:
+            yield chunk, None if self.sink.done(chunk.index) else self._parse(chunk)
+
+    def all_chunks(self, chunks: Iterable[tuple[Chunk, Parsed | None]]) -> None:
         try:
-            for chunk in chunks:
+            for chunk, parsed in chunks:
                 self.summary.chunks += 1
-                if self.sink.done(chunk.index):
+                if parsed is None:
                     self._count_resumed(chunk)
                     continue
                 if self.summary.unscored_chunks:
                     self.summary.unscored_chunks += 1  # a chunk failed: send no more, drain
                     continue
-                self.window.add(self._submit(chunk))
+                self.window.add(self._submit(chunk, parsed))
             self.window.drain()
             self.writer.flush()
         finally:
@@ -174,14 +183,16 @@ class _Run:
         self.summary.resumed_chunks += 1
         self._count(ok, failed)
 
-    def _submit(self, chunk: Chunk) -> _InFlight:
+    def _parse(self, chunk: Chunk) -> Parsed:
         features, rows = self.scorer.features, chunk.rows
         if isinstance(rows, list):
-            parsed = from_records(rows, features)
-        elif rows.num_rows:
-            parsed = from_table(rows, features)
-        else:  # a header-only or empty file: no feature columns to read
-            parsed = Parsed(np.zeros((0, len(features))), [], np.zeros(0, dtype=bool))
+            return from_records(rows, features)
+        if rows.num_rows:
+            return from_table(rows, features)
+        # A header-only or empty file: no feature columns to read.
+        return Parsed(np.zeros((0, len(features))), [], np.zeros(0, dtype=bool))
+
+    def _submit(self, chunk: Chunk, parsed: Parsed) -> _InFlight:
         x = parsed.values if parsed.ok_rows.all() else parsed.values[parsed.ok_rows]
         cid = chunk_id(
             self.digest, self.options.chunk_rows, chunk.index, self.scorer.version,

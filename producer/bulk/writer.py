@@ -39,10 +39,12 @@ class BackgroundWriter:
             self._settle_oldest()
 
     def close(self) -> None:
-        """Stop the thread: a write under way ends, queued ones are dropped (their chunks
-        have no part, so a resumed run scores them). Nothing is written after this returns,
-        so a run that starts over never finds a part of the run before."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the queued writes (at most ``max_pending``: milliseconds), then stop the
+        thread. A chunk collected before an interrupt is kept as a part, as when it was
+        written on the run's thread; nothing is written after this returns, so a run that
+        starts over never finds a part of the run before. A failure here is not raised:
+        the run is ending on another exception already, or has flushed."""
+        self._pool.shutdown(wait=True)
         self._pending.clear()
 
     def _settle_oldest(self) -> None:
