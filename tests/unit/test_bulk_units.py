@@ -216,3 +216,12 @@ def test_a_failed_part_write_ends_the_run_with_its_error(tmp_path: Path) -> None
     assert [t.name for t in threading.enumerate() if t.name.startswith("inferq-writer")] == []
     summary = score_file(src, dst, LinearScorer(), ScoreOptions(chunk_rows=8192, resume=True))
     assert (summary.rows, summary.chunks, summary.resumed_chunks) == (40_000, 5, 0)
+
+
+def test_a_file_broken_midway_ends_the_run_with_its_format_error(tmp_path: Path) -> None:
+    """Read on the reader thread, a row past the first chunks that does not parse still
+    ends the run with FormatError (exit 2), and no reader or writer is left running."""
+    src = csv_file(tmp_path / "in.csv", 50_000, bad={45_000: "r45000,1,2,3"})
+    with pytest.raises(FormatError, match="Expected 3 columns"):
+        score_file(src, tmp_path / "out.csv", LinearScorer(), ScoreOptions(chunk_rows=4096))
+    assert [t.name for t in threading.enumerate() if t.name.startswith("inferq-")] == []
