@@ -27,6 +27,7 @@ from inferq.ops.worker_process import WorkerProcess
 from tests.support.events import Events
 from tests.support.harness import E2E_QUEUE, VISION_QUEUE, schema
 from tests.support.semantics import (
+    BAD_FIELD,
     CASES,
     ECHO_QUEUE,
     PREFORK_REGRESSION,
@@ -139,7 +140,7 @@ def test_link_error_sends_the_errback_the_failed_job(served: Served) -> None:
     assert called.get(timeout=GET_S) == result.id
     failure = result.get(timeout=GET_S, propagate=False)
     assert result.state == states.FAILURE
-    assert "bogus" in str(failure)
+    assert BAD_FIELD[served.case.task] in str(failure)
 
 
 def test_a_chain_sends_its_next_step_the_result(served: Served) -> None:

@@ -36,6 +36,13 @@ PREFORK_REGRESSION = "test-semantics-prefork-regression"
 PREFORK_VISION = "test-semantics-prefork-vision"
 IMAGE_POOL_COUNTDOWN_S = 0.2  # an ETA sends an image job to the pool
 REGRESSION_TASKS = (PREDICT_TASK, SCORE_CHUNK_TASK)
+# The argument bad_kwargs spoils in each task's job: the typed error names it.
+BAD_FIELD = {
+    PREDICT_TASK: "unit_price",
+    CLASSIFY_TASK: "top_k",
+    CLASSIFY_CHUNK_TASK: "top_k",
+    SCORE_CHUNK_TASK: "compression",
+}
 
 GAMES = rows(E2E_MAX_BATCH + 1)
 PHOTO_B64 = base64.b64encode(photos.photo("chelsea")).decode()
@@ -80,6 +87,20 @@ def job_kwargs(case: Case) -> dict[str, Any]:
     }
 
 
+def bad_kwargs(case: Case) -> dict[str, Any]:
+    """The case's arguments with one value the worker refuses, on the same path."""
+    kwargs = job_kwargs(case)
+    if case.task == PREDICT_TASK:
+        rows = kwargs["rows"]
+        first = {**(rows[0] if isinstance(rows, list) else rows), "unit_price": "free"}
+        kwargs["rows"] = [first, *rows[1:]] if isinstance(rows, list) else first
+    elif case.task in (CLASSIFY_TASK, CLASSIFY_CHUNK_TASK):
+        kwargs[BAD_FIELD[case.task]] = "many"
+    else:
+        kwargs[BAD_FIELD[case.task]] = "no-such-codec"
+    return kwargs
+
+
 @dataclass
 class Served:
     """A case with the app that sends it, its Redis list and the worker's node name."""
@@ -91,11 +112,11 @@ class Served:
     options: dict[str, Any] = field(default_factory=dict)
 
     def sig(self, *, bad: bool = False, **options: Any) -> Signature:
-        """The case's job; ``bad``: with an argument the task does not take (InvalidInput,
-        on every path)."""
-        kwargs = job_kwargs(self.case)
-        if bad:
-            kwargs["bogus"] = 1
+        """The case's job; ``bad``: with a value the worker refuses (InvalidInput, on every
+        path). A value, not an unknown argument: once the worker's tasks are imported in
+        the test process, Celery's shared tasks are on this app too, and its client-side
+        signature check would refuse an unknown argument before anything is sent."""
+        kwargs = bad_kwargs(self.case) if bad else job_kwargs(self.case)
         merged = {"queue": self.queue, **self.options, **options}
         if "eta" in options:  # a job's own ETA replaces the path's countdown
             merged.pop("countdown", None)
