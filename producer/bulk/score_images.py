@@ -149,19 +149,24 @@ def _score_once(
     root = options.worker_root.resolve() if options.worker_root else None
     chunks = list(chunk_images(images, most, options.chunk_bytes, root))
     try:
-        for index, chunk in enumerate(chunks):
-            if sink.done(index):
-                _count(summary, progress, *sink.counts(index))
-                continue
-            # Stored images outlive the wait for their chunk by a minute, no more.
-            ttl_s = options.timeout_s + 60
-            window.add((index, _submit(client, chunk, options.top_k, root, ttl_s, version)))
-        window.drain()
+        try:
+            for index, chunk in enumerate(chunks):
+                if sink.done(index):
+                    _count(summary, progress, *sink.counts(index))
+                    continue
+                # Stored images outlive the wait for their chunk by a minute, no more.
+                ttl_s = options.timeout_s + 60
+                window.add((index, _submit(client, chunk, options.top_k, root, ttl_s, version)))
+            window.drain()
+        finally:
+            progress.close()
+        summary.chunks = len(chunks)
+        if not summary.unscored_chunks:
+            sink.finish(len(chunks))
     finally:
-        progress.close()
-    summary.chunks = len(chunks)
-    if not summary.unscored_chunks:
-        sink.finish(len(chunks))
+        # Closed now, not whenever collected: a run that starts over on a new model
+        # writes the same OUT.tmp, and a late flush of this one's buffer mixed the two.
+        sink.abandon()
     summary.seconds = time.monotonic() - started
     return summary
 
