@@ -254,7 +254,9 @@ def test_without_bulk_rows_a_stream_batch_waits_its_max_wait() -> None:
 
 
 def test_bulk_rows_arriving_end_a_stream_batchs_wait() -> None:
-    q: BatchQueue[str, str] = BatchQueue(4, NEVER_S, bulk_max_rows=100)
+    # A clock that stands still: on a loaded machine the consumer thread may start after
+    # bulk's own delay has run out, and then the chunk would rightly go first.
+    q = _lanes(Clock())
     q.put("job", rows=1)
     taken: list[list[str]] = []
     consumer = threading.Thread(target=lambda: taken.append([p.payload for p in q.next_batch(5)]))
