@@ -137,8 +137,10 @@ def test_a_killed_workers_jobs_are_back_in_seconds_not_after_the_visibility_time
             answers = list(fault_client.as_completed(handles, timeout_s=60))
             back_s = time.monotonic() - killed_at
     store.close()
+    # No resend (as_completed without resend_after_s) and an hour's visibility timeout:
+    # only a holder sweep can have put them back. Which worker swept is not asserted:
+    # the session's Redis may serve other tests' workers, and any of them may sweep.
     assert all(isinstance(o, PredictResult) for _, o in answers) and len(answers) == 5
-    assert "whose holder is gone" in logs[1].read_text()
     print(f"5 jobs of a killed worker answered {back_s:.1f} s after the kill")
     assert back_s < 30  # the holder's 10 s, a sweep, a batch: not the hour
 
