@@ -41,33 +41,16 @@ def ensure_venv() -> None:
     if STAMP.exists() and STAMP.stat().st_mtime >= newest_input:
         return
     # Pinned versions (requirements.lock) as constraints: every machine runs what CI ran.
-    run(
-        BIN / "python",
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-c",
-        ROOT / "requirements.lock",
-        "-e",
-        ".[dev]",
-    )
+    pip_install("-e", ".[dev]")
     # celery-batches, the stream benchmark's anchor, at requirements.lock's pin: without
     # its declared dependencies (celery<5.7), which the pinned Celery 5.7.0 replaces.
-    run(
-        BIN / "python",
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "-c",
-        ROOT / "requirements.lock",
-        "celery-batches",
-    )
+    pip_install("--no-deps", "celery-batches")
     STAMP.touch()
+
+
+def pip_install(*args: str) -> None:
+    quiet = ("--quiet", "--disable-pip-version-check")
+    run(BIN / "python", "-m", "pip", "install", *quiet, "-c", ROOT / "requirements.lock", *args)
 
 
 def build_models() -> None:

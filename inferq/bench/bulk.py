@@ -29,7 +29,12 @@ from celery import Celery
 
 from inferq.bench import lone_jobs
 from inferq.bench.phases import bench_app, log
-from inferq.bench.settings_record import compose_overrides, label, worker_settings
+from inferq.bench.settings_record import (
+    compose_overrides,
+    compose_status,
+    label,
+    worker_settings,
+)
 from inferq.bench.stream import predict_payloads
 from inferq.core.constants import COURSE_TARGET
 from inferq.core.settings import Settings
@@ -269,12 +274,9 @@ def table(result: dict[str, Any]) -> str:
         f"({lat['during']['jobs']} jobs; that run {lat['bulk_rows_per_s']:,} rows/s)",
     ]
     compose = result["compose"]
-    if compose.get("skipped"):
-        lines.append("compose: not run (--no-compose)")
-    elif not compose["known"]:
-        lines.append("compose: docker-compose.yml or PyYAML not found here")
-    elif compose["same_as_defaults"]:
-        lines.append(f"compose ({compose['service']}): the defaults, the same figures")
+    status = compose_status(compose)
+    if status is not None:
+        lines.append(status)
     else:
         lines.append(
             f"compose ({label(compose['settings'])}): CSV {compose['queue_rows_per_s']:,} "

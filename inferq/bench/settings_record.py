@@ -119,3 +119,15 @@ def compose_overrides(service: str, path: Path = COMPOSE_FILE) -> dict[str, str]
         if Settings.load({key: value}).model_dump()[name] != defaults[name]:
             differ[key] = value
     return differ
+
+
+def compose_status(compose: Mapping[str, Any]) -> str | None:
+    """The line a benchmark prints for compose's run when it has no figures of its own
+    (not run, no compose file here, or compose runs the defaults); None when it has."""
+    if compose.get("skipped"):
+        return "compose: not run (--no-compose)"
+    if not compose["known"]:
+        return "compose: docker-compose.yml or PyYAML not found here"
+    if compose["same_as_defaults"]:
+        return f"compose ({compose['service']}): the defaults, the same figures"
+    return None

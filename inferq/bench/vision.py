@@ -31,7 +31,12 @@ from typing import Any
 
 from inferq.bench.imagesets import default_cache, ensure_set
 from inferq.bench.phases import bench_app, cpu_seconds, log, run_phase
-from inferq.bench.settings_record import compose_overrides, label, worker_settings
+from inferq.bench.settings_record import (
+    compose_overrides,
+    compose_status,
+    label,
+    worker_settings,
+)
 from inferq.core.constants import CLASSIFY_TASK
 from inferq.core.settings import Settings
 from inferq.ops.redis_server import RedisServer
@@ -249,12 +254,9 @@ def table(result: dict[str, Any]) -> str:
             f"{fig['stream_images_per_s']} ({fig['stream_to_script']})"
         )
     compose = result["compose"]
-    if compose.get("skipped"):
-        lines.append("compose: not run (--no-compose)")
-    elif not compose["known"]:
-        lines.append("compose: docker-compose.yml or PyYAML not found here")
-    elif compose["same_as_defaults"]:
-        lines.append(f"compose ({compose['service']}): the defaults, the same figures")
+    status = compose_status(compose)
+    if status is not None:
+        lines.append(status)
     else:
         for name, fig in compose["sets"].items():
             lines.append(
