@@ -50,7 +50,7 @@ def start(stack: Stack, report: Report, services: list[str], replicas: int, what
 def base_stack(stack: Stack, report: Report, replicas: int) -> None:
     serving = ServingChecks(stack, report)
     report.guard("Compose version", serving.compose_version)
-    report.guard("one image, built once", serving.one_build)
+    report.guard("each image built once", serving.one_build)
     start(stack, report, BASE, replicas, "stack")
     report.guard("Flower lists workers that started after it", serving.flower_lists_workers)
     report.guard("Flower's API and its password", serving.flower_password)

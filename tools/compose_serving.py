@@ -9,6 +9,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime
 
 from compose_report import Report
@@ -29,6 +30,12 @@ FETCH = (
 )
 MODEL_INFO = re.compile(r'^inferq_model_info\{[^}]*model="([^"]+)"[^}]*version="([^"]+)"', re.M)
 JOBS = re.compile(r"^inferq_jobs_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+
+def image_name(reference: str) -> str:
+    """An image as the compose file names it: no default registry, no `:latest`."""
+    name = reference.removeprefix("docker.io/").removeprefix("library/")
+    return name.removesuffix(":latest")
 
 
 def started_at(stamp: str) -> float:
@@ -53,18 +60,29 @@ class ServingChecks:
         config = every.run("config", "--format", "json", timeout_s=60)
         services = json.loads(config.out)["services"]
         users = sorted(n for n, s in services.items() if s.get("image") == "inferq")
-        builders = [n for n in users if "build" in services[n]]
+        # Each image a service builds (inferq, and Flower's own) -> the services building it.
+        builders: dict[str, list[str]] = {}
+        for name, service in sorted(services.items()):
+            if "build" in service:
+                builders.setdefault(image_name(service.get("image", name)), []).append(name)
         built = every.run("build", timeout_s=3600)
-        # Once per image: the classic builder's last line, or BuildKit's "naming to" (pip's
-        # own "Successfully built inferq" inside the build is not one).
-        builds = len(re.findall(r"^Successfully built [0-9a-f]+$|naming to \S+", built.text, re.M))
-        ok = built.code == 0 and len(builders) == 1 and builds == 1
-        figure = (
-            f"{len(users)} services run image inferq ({', '.join(users)}), built by "
-            f"{', '.join(builders) or 'none'}; `docker compose build` built {builds} image(s) "
-            f"in {built.seconds:.0f} s, exit {built.code}"
+        # Once per image: the classic builder's "Successfully tagged", or BuildKit's
+        # "naming to" (pip's own "Successfully built inferq" inside the build is not one).
+        tags = re.findall(r"^Successfully tagged (\S+)$|naming to (\S+)", built.text, re.M)
+        builds = Counter(image_name(classic or buildkit) for classic, buildkit in tags)
+        ok = (
+            built.code == 0
+            and builders.get("inferq") is not None
+            and all(len(names) == 1 for names in builders.values())
+            and builds == Counter(dict.fromkeys(builders, 1))
         )
-        self.report.line(ok, "one image, built once", figure)
+        made = ", ".join(f"{image} by {'+'.join(names)}" for image, names in builders.items())
+        counted = ", ".join(f"{image} {n}x" for image, n in sorted(builds.items())) or "none"
+        figure = (
+            f"{len(users)} services run image inferq ({', '.join(users)}); built: {made}; "
+            f"`docker compose build` built {counted} in {built.seconds:.0f} s, exit {built.code}"
+        )
+        self.report.line(ok, "each image built once", figure)
 
     # Flower ----------------------------------------------------------------------
 

@@ -277,8 +277,17 @@ def test_flower_watches_the_workers_broker() -> None:
     given = [a.split("=", 1)[1] for a in command if a.startswith("--broker=")]
     assert (given or [env.get("CELERY_BROKER_URL", "")]) == list(broker_urls), "Flower's broker"
     if "flower" not in (ROOT / "requirements.lock").read_text().lower():
-        # Not a dependency: the project's image has no Flower to run.
-        assert not builds_project_image(service), "flower is not in requirements.lock"
+        # Not a dependency: the project's image has no Flower to run. Built here, it has
+        # a Dockerfile of its own that pins Flower, and what it copies reaches the build.
+        if builds_project_image(service):
+            build = service["build"]
+            dockerfile = build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else ""
+            assert dockerfile not in ("", "Dockerfile"), "the project's Dockerfile has no Flower"
+            image_file = read_dockerfile(ROOT / dockerfile)
+            assert "flower==" in " ".join(image_file.runs), f"{dockerfile} does not pin Flower"
+            for source in image_file.copied:
+                assert (ROOT / source).is_file(), f"{dockerfile} copies {source}: no such file"
+                assert not ignored_by_docker(source, dockerignore_patterns()), source
         image = str(service.get("image", ""))
         assert ":" in image and not image.endswith(":latest"), f"Flower image not pinned: {image}"
 
