@@ -21,7 +21,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 
 from inferq.core.celery_config import celery_config
-from inferq.core.chunks import encode_matrix, task_id_of
+from inferq.core.chunks import EncodedChunk, task_id_of
 from inferq.core.constants import (
     CLASSIFIER_INFO_TASK,
     CLASSIFY_CHUNK_TASK,
@@ -178,22 +178,28 @@ class Client(Managed):
         return self._send(CLASSIFY_CHUNK_TASK, kwargs, queue, size, ClassifyChunkResult, expires_s)
 
     def submit_chunk(
-        self, chunk_id: str, features: list[str], x: np.ndarray, model_version: str | None = None
+        self,
+        chunk_id: str,
+        features: list[str],
+        x: np.ndarray | EncodedChunk,
+        model_version: str | None = None,
     ) -> Handle[ScoreChunkResult]:
-        """Send one bulk chunk (rows x features raw values) as one compact message.
+        """Send one bulk chunk (rows x features raw values, or those values already
+        encoded by ``EncodedChunk.of``) as one compact message.
 
         Its task id is derived from ``chunk_id``: a chunk sent twice (a resumed run)
         has one result key, so results are stored idempotently. With ``model_version``,
         a worker serving another version refuses it (ModelVersionMismatch)."""
-        kwargs: dict[str, Any] = {"chunk_id": chunk_id, "features": features, "rows": len(x)}
-        kwargs.update(data=encode_matrix(x, "zlib"), compression="zlib")
+        chunk = x if isinstance(x, EncodedChunk) else EncodedChunk.of(x)
+        kwargs: dict[str, Any] = {"chunk_id": chunk_id, "features": features, "rows": chunk.rows}
+        kwargs.update(data=chunk.data, compression=chunk.compression)
         if model_version is not None:
             kwargs["model_version"] = model_version
         return self._send(
             SCORE_CHUNK_TASK,
             kwargs,
             self.queue,
-            len(x),
+            chunk.rows,
             ScoreChunkResult,
             None,
             task_id_of(chunk_id),

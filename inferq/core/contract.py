@@ -224,9 +224,13 @@ class ScoreChunkPayload(BaseModel):
     rows: int = Field(ge=0, description="Rows in ``data``.")
     data: str = Field(
         description="Base64 of the raw values as little-endian float32, column-major "
-        "(all rows of the first feature, then the next), zlib-compressed if ``compression``."
+        "(all rows of the first feature, then the next), compressed as ``compression`` says."
     )
-    compression: Literal["zlib"] | None = Field(None, description="zlib, or null for none.")
+    compression: Literal["zstd", "zlib"] | None = Field(
+        None,
+        description="zstd (one frame that names its content size; what inferq producers "
+        "send), zlib (one stream; older producers), or null for none.",
+    )
     model_version: str | None = Field(
         None,
         description="The model version the producer's run uses; a worker serving another "

@@ -84,6 +84,24 @@ def test_wire_matrix_round_trip_and_size_check() -> None:
     assert chunk_id("d", 10, 3, "v") == chunk_id("d", 10, 3, "v") != chunk_id("d", 10, 4, "v")
 
 
+def test_zstd_chunks_round_trip_and_a_frame_of_another_size_is_refused() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    data = encode_matrix(x, "zstd")
+    assert np.array_equal(decode_matrix(data, 4, 3, "zstd"), x)
+    # zstd frames name their content size: fewer bytes than rows x columns are refused
+    # (never padded with whatever memory held), as are more (a bomb stops there).
+    for rows in (5, 3):
+        with pytest.raises(InvalidInput, match="bad_chunk"):
+            decode_matrix(data, rows, 3, "zstd")
+    bomb = encode_matrix(np.zeros((4_000_000, 3)), "zstd")
+    assert len(bomb) < 10_000
+    with pytest.raises(InvalidInput, match="bad_chunk"):
+        decode_matrix(bomb, 1, 3, "zstd")
+    with pytest.raises(InvalidInput, match="bad_chunk"):
+        decode_matrix(encode_matrix(x, "zlib"), 4, 3, "zstd")  # not what it says it is
+    assert decode_matrix(encode_matrix(x[:0], "zstd"), 0, 3, "zstd").shape == (0, 3)
+
+
 @pytest.mark.parametrize(
     ("suffix", "out"), [(".csv", ".csv"), (".csv", ".parquet"), (".csv", ".jsonl")]
 )
