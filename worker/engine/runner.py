@@ -215,7 +215,9 @@ class BatchRunner:
         raise AssertionError("unreachable")
 
     def _forward(self, payloads: list[np.ndarray]) -> tuple[np.ndarray, int]:
-        x = np.concatenate(payloads)
+        # One payload (a bulk pass is one piece of one chunk) goes as it is: the forward
+        # pass copies it into a tensor anyway.
+        x = payloads[0] if len(payloads) == 1 else np.concatenate(payloads)
         padded = bucket_for(len(x), self.model.bucket_sizes)
         if padded > len(x):
             x = np.concatenate([x, np.zeros((padded - len(x), *x.shape[1:]), dtype=x.dtype)])

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from inferq.core.chunks import decode_matrix, encode_results
+from inferq.core.chunks import decode_columns, encode_results
+from inferq.core.constants import MAX_ABS_FEATURE
 from inferq.core.rows import CODE_NAMES, MESSAGES, OK, field_error, first_problems, value_codes
+from inferq.core.scaling import MinMax
 from inferq.errors import InvalidInput, ModelVersionMismatch
 from worker.jobs.checks import to_ms
 from worker.loading.registry import ServedRegressor
@@ -40,25 +42,54 @@ def run(
     if isinstance(rows, int) and rows > served.max_chunk_rows:
         message = f"{rows} rows; the chunk limit is {served.max_chunk_rows}"
         raise InvalidInput.single(None, "too_many_rows", message)
-    x = decode_matrix(data, rows, len(order), compression)[:, order].astype(np.float64)
-    codes = value_codes(x)
-    ok = (codes == OK).all(axis=1)
-    dollars = np.full(len(x), np.nan)
+    columns = decode_columns(data, rows, len(order), compression)
+    if order != sorted(order):
+        columns = columns[order]  # whole columns: cheap
+    codes = _problems(columns)
+    ok = None if codes is None else (codes == OK).all(axis=1)
+    dollars = np.full(columns.shape[1], np.nan)
     passes = 0
-    if ok.any():
-        scaled = meta.scale_features(x[ok]).astype(np.float32)
+    if ok is None or ok.any():
+        scaled = _scaled_rows(columns if ok is None else columns[:, ok], meta.feature_scaler)
         outputs, parts = served.runner.infer(scaled, served.timeout_s, bulk=True)
-        dollars[ok] = meta.to_dollars(outputs).reshape(-1)
+        dollars[slice(None) if ok is None else ok] = meta.to_dollars(outputs).reshape(-1)
         passes = len(parts)
     return {  # ScoreChunkResult
         "chunk_id": chunk_id,
-        "rows": len(x),
+        "rows": len(dollars),
         "earnings_usd_f64": encode_results(dollars),
-        "row_errors": _row_errors(codes, meta.features),
+        "row_errors": [] if codes is None else _row_errors(codes, meta.features),
         "model": {"name": served.name, "version": served.version},
         "passes": passes,
         "timings_ms": {"total_ms": to_ms(time.monotonic() - started)},
     }
+
+
+def _problems(columns: np.ndarray) -> np.ndarray | None:
+    """The row rules' codes (rows x features), or None when every value passes: the
+    usual chunk, checked with two reductions instead of a code per value."""
+    if not columns.size:
+        return None
+    peak = float(np.abs(columns).max())  # NaN if any value is NaN; compared as float64
+    if np.isfinite(columns).all() and peak <= MAX_ABS_FEATURE:
+        return None
+    return value_codes(columns.T.astype(np.float64))
+
+
+def _scaled_rows(columns: np.ndarray, scaler: MinMax | None) -> np.ndarray:
+    """The model's input (rows x features, float32, C order) from the chunk's columns.
+
+    The same numbers as ``meta.scale_features(x).astype(float32)`` on a float64 copy of
+    the rows (float64 arithmetic, one rounding to float32), computed a column at a time:
+    on (rows x 9) the per-feature broadcast cost ~1 ms a 16,384-row chunk, here ~0.2."""
+    if scaler is None:
+        return np.ascontiguousarray(columns.T)
+    scale = np.asarray(scaler.scale, dtype=np.float64)[:, None]
+    shift = np.asarray(scaler.min, dtype=np.float64)[:, None]
+    wide = columns.astype(np.float64)
+    wide *= scale
+    wide += shift
+    return np.ascontiguousarray(wide.T, dtype=np.float32)
 
 
 def _column_order(given: Any, expected: Sequence[str]) -> list[int]:
