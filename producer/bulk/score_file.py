@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from producer.bulk.formats import (
 from producer.bulk.one_model import OnNewModel, on_one_model
 from producer.bulk.prefetch import Prefetch
 from producer.bulk.report import Progress, Summary
-from producer.bulk.scorers import RowErrors, Scorer
+from producer.bulk.scorers import Preparing, RowErrors, Scorer
 from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
 from producer.bulk.window import Window
 from producer.bulk.writer import BackgroundWriter
@@ -61,6 +62,15 @@ class _InFlight:
     chunk: Chunk
     parsed: Parsed
     ticket: Any
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A chunk parsed on the reader thread, with what its scorer sends (its valid rows,
+    or a Preparing scorer's encoding of them)."""
+
+    parsed: Parsed
+    payload: Any
 
 
 def input_digest(path: Path) -> tuple[str, int]:
@@ -151,31 +161,43 @@ class _Run:
         self.scorer, self.sink, self.out_fmt = scorer, sink, out_fmt
         self.digest, self.options, self.progress = digest, options, progress
         self.summary = summary
+        self.output_key = str(summary.output.resolve())  # part of every chunk id: resolved once
         self.window: Window[_InFlight] = Window(options.in_flight, self._finish)
         # Rendering and writing finished chunks, on their own thread: this one keeps
         # reading, encoding and sending (the producer, not the workers, was the limit).
         self.writer = BackgroundWriter()
 
-    def parsed(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, Parsed | None]]:
-        """Each chunk with its feature columns parsed (None for a chunk already done)."""
+    def parsed(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, _Ready | None]]:
+        """Each chunk with its feature columns parsed and its payload made (None for a
+        chunk already done): the reader thread's work."""
+        prepare = self.scorer.prepare if isinstance(self.scorer, Preparing) else None
         for chunk in chunks:
-            yield chunk, None if self.sink.done(chunk.index) else self._parse(chunk)
+            if self.sink.done(chunk.index):
+                yield chunk, None
+                continue
+            parsed = self._parse(chunk)
+            x = parsed.values if parsed.ok_rows.all() else parsed.values[parsed.ok_rows]
+            yield chunk, _Ready(parsed, prepare(x) if prepare and len(x) else x)
 
-    def all_chunks(self, chunks: Iterable[tuple[Chunk, Parsed | None]]) -> None:
+    def all_chunks(self, chunks: Iterable[tuple[Chunk, _Ready | None]]) -> None:
         try:
-            for chunk, parsed in chunks:
+            for chunk, ready in chunks:
                 self.summary.chunks += 1
-                if parsed is None:
+                if ready is None:
                     self._count_resumed(chunk)
                     continue
                 if self.summary.unscored_chunks:
                     self.summary.unscored_chunks += 1  # a chunk failed: send no more, drain
                     continue
-                self.window.add(self._submit(chunk, parsed))
+                self.window.add(self._submit(chunk, ready))
             self.window.drain()
             self.writer.flush()
         finally:
-            # However the run ends, no write outlives it (a restart deletes the parts).
+            # However the run ends, no write outlives it (a restart deletes the parts),
+            # and no chunk still waiting for its send goes out after it.
+            for item in self.window.abandon():
+                if isinstance(item.ticket, Future):
+                    item.ticket.cancel()
             self.writer.close()
 
     def _count_resumed(self, chunk: Chunk) -> None:
@@ -192,14 +214,13 @@ class _Run:
         # A header-only or empty file: no feature columns to read.
         return Parsed(np.zeros((0, len(features))), [], np.zeros(0, dtype=bool))
 
-    def _submit(self, chunk: Chunk, parsed: Parsed) -> _InFlight:
-        x = parsed.values if parsed.ok_rows.all() else parsed.values[parsed.ok_rows]
+    def _submit(self, chunk: Chunk, ready: _Ready) -> _InFlight:
         cid = chunk_id(
             self.digest, self.options.chunk_rows, chunk.index, self.scorer.version,
-            str(self.summary.output.resolve()),
+            self.output_key,
         )  # fmt: skip
-        ticket = self.scorer.submit(cid, x) if len(x) else None
-        return _InFlight(chunk, parsed, ticket)
+        ticket = self.scorer.submit(cid, ready.payload) if ready.parsed.ok_rows.any() else None
+        return _InFlight(chunk, ready.parsed, ticket)
 
     def _finish(self, item: _InFlight) -> None:
         errors = list(item.parsed.errors)
@@ -220,24 +241,25 @@ class _Run:
                 errors[int(ok_rows[row])] = error
         failed = len(errors) - len(ok_rows) + len(refused)
         first = self.summary.first_row_errors
-        if len(first) < 5:
+        if failed and len(first) < 5:  # a look through every row only where one failed
             first.extend([e for e in errors if e is not None][: 5 - len(first)])
         self._write_later(item, earnings, errors, failed)
 
     def _write_later(
         self, item: _InFlight, earnings: np.ndarray, errors: list[str | None], failed: int
     ) -> None:
-        """Render and write the chunk on the writer thread; once it is written, drop its
-        stored result (kept until then for a resume) and count its rows."""
+        """Render and write the chunk on the writer thread, then drop its stored result
+        (kept until then for a resume) there too: a Redis round trip the sending thread
+        no longer waits for. Its rows are counted here once that is done."""
         chunk, ticket, ok = item.chunk, item.ticket, item.chunk.num_rows - failed
 
         def write() -> None:
             rendered = render(chunk, self.out_fmt, earnings, errors)
             self.sink.write(chunk.index, rendered, ok, failed)
-
-        def then() -> None:
             if ticket is not None:
                 self.scorer.release(ticket)
+
+        def then() -> None:
             self._count(ok, failed)
 
         self.writer.put(write, then)

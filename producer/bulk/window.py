@@ -28,6 +28,12 @@ class Window(Generic[T]):
         if len(self._items) >= self.size:
             self._finish(self._items.popleft())
 
+    def abandon(self) -> list[T]:
+        """Give up every item still held (the run ended otherwise), oldest first."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
     def drain(self) -> None:
         """Finish every item still held, oldest first."""
         while self._items:

@@ -4,9 +4,9 @@ Rendering a chunk (pyarrow's CSV writer) and writing its part release the GIL, s
 their own thread they overlap with reading, encoding and sending the next chunks.
 Writes run one at a time in the order given (output order stays input order), at
 most ``max_pending`` are queued (memory stays flat), and whatever follows a write
-(releasing the chunk's stored result, counting its rows) runs on the run's thread
-only once that write is done. A failed write is raised on the run's thread, with
-its own exception, at the latest by ``flush``: it is never swallowed.
+(counting the chunk's rows) runs on the run's thread only once that write is done.
+A failed write is raised on the run's thread, with its own exception, at the latest
+by ``flush``: it is never swallowed.
 """
 
 from __future__ import annotations
