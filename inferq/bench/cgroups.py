@@ -35,22 +35,30 @@ class CgroupError(RuntimeError):
 class CpuController:
     version: int  # 1 or 2
     root: Path  # where new groups are made
+    # v1 only: where the cpuacct controller is mounted (the same path where it shares the
+    # cpu mount). Its ``cpuacct.usage`` counts every thread that ever ran in the group, to
+    # the nanosecond, where /proc of the live processes counts clock ticks of live ones.
+    acct_root: Path | None = None
 
 
 def find_cpu_controller(mounts: str | None = None) -> CpuController:
     """The mounted cpu controller (v1 preferred where both exist, as systemd hybrids
     keep the controllers on v1); CgroupError when there is none."""
     text = mounts if mounts is not None else Path("/proc/mounts").read_text()
+    v1: dict[str, Path] = {}
     v2_roots = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 4:
             continue
         mountpoint, fstype, options = fields[1], fields[2], fields[3].split(",")
-        if fstype == "cgroup" and "cpu" in options:
-            return CpuController(1, Path(mountpoint))
+        if fstype == "cgroup":
+            for controller in {"cpu", "cpuacct"} & set(options):
+                v1.setdefault(controller, Path(mountpoint))
         if fstype == "cgroup2":
             v2_roots.append(Path(mountpoint))
+    if "cpu" in v1:
+        return CpuController(1, v1["cpu"], v1.get("cpuacct"))
     for root in v2_roots:
         controllers = root / "cgroup.controllers"
         if controllers.exists() and "cpu" in controllers.read_text().split():
@@ -67,7 +75,8 @@ def _write(path: Path, value: str) -> None:
 
 def remove_stale_groups(controller: CpuController) -> None:
     """Remove empty groups of earlier runs whose making process is gone."""
-    for group in controller.root.glob(f"{NAME_PREFIX}-*"):
+    roots = {controller.root, controller.acct_root or controller.root}
+    for group in (g for root in roots for g in root.glob(f"{NAME_PREFIX}-*")):
         match = re.match(rf"{NAME_PREFIX}-(\d+)-", group.name)
         if match and not os.path.exists(f"/proc/{match.group(1)}"):
             with contextlib.suppress(OSError):  # still holds a process: left for its owner
@@ -80,16 +89,20 @@ class CpuGroup:
     def __init__(self, controller: CpuController, name: str) -> None:
         self.controller = controller
         self.path = controller.root / f"{NAME_PREFIX}-{os.getpid()}-{name}"
+        self.acct_path: Path | None = None
+        if controller.acct_root is not None and controller.acct_root != controller.root:
+            self.acct_path = controller.acct_root / self.path.name
         self.cores: float | None = None
 
     def make(self) -> CpuGroup:
         if self.controller.version == 2:
             # A v2 group's cpu files exist only once its parent hands the controller down.
             _write(self.controller.root / "cgroup.subtree_control", "+cpu")
-        try:
-            self.path.mkdir()
-        except OSError as exc:
-            raise CgroupError(f"cannot make cgroup {self.path}: {exc}") from exc
+        for path in filter(None, (self.path, self.acct_path)):
+            try:
+                path.mkdir()
+            except OSError as exc:
+                raise CgroupError(f"cannot make cgroup {path}: {exc}") from exc
         key, weight = HIGH_WEIGHT[self.controller.version]
         _write(self.path / key, weight)
         return self
@@ -97,6 +110,13 @@ class CpuGroup:
     @property
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
+
+    @property
+    def procs_files(self) -> tuple[Path, Path]:
+        """Where a process is written to join the group: the cpu group's file, then the
+        cpuacct group's (the same file again where there is no separate one)."""
+        acct = self.procs_file if self.acct_path is None else self.acct_path / "cgroup.procs"
+        return self.procs_file, acct
 
     def cap(self, cores: float | None) -> None:
         """At most ``cores`` CPUs' worth of time per period for all the group's
@@ -116,21 +136,29 @@ class CpuGroup:
             return []
 
     def usage_s(self) -> float:
-        """CPU seconds used by the group's processes (v2: the group's own counter, which
-        keeps exited children; v1 here has no cpuacct beside cpu: the live processes')."""
+        """CPU seconds used by the group's threads, exited ones included (v2's
+        ``usage_usec``, v1's ``cpuacct.usage``); the live processes' where neither exists."""
         if self.controller.version == 2:
             return self._stat().get("usage_usec", 0) / 1e6
-        acct = self.path / "cpuacct.usage"  # where cpu and cpuacct share a mount
+        acct = (self.acct_path or self.path) / "cpuacct.usage"
         if acct.exists():
             return int(acct.read_text()) / 1e9
         return sum(cpu_seconds(pid) or 0.0 for pid in self.pids())
 
     def throttled(self) -> tuple[int, float]:
         """(periods in which the group hit its cap, seconds it spent throttled)."""
+        _, throttled, held_s = self.bandwidth()
+        return throttled, held_s
+
+    def bandwidth(self) -> tuple[int, int, float]:
+        """cpu.stat's (periods with runnable threads, periods that ended throttled,
+        seconds throttled: summed over CPUs on v1, so up to cores x wall time)."""
         stat = self._stat()
         if self.controller.version == 2:
-            return stat.get("nr_throttled", 0), stat.get("throttled_usec", 0) / 1e6
-        return stat.get("nr_throttled", 0), stat.get("throttled_time", 0) / 1e9
+            held_s = stat.get("throttled_usec", 0) / 1e6
+        else:
+            held_s = stat.get("throttled_time", 0) / 1e9
+        return stat.get("nr_periods", 0), stat.get("nr_throttled", 0), held_s
 
     def _stat(self) -> dict[str, int]:
         try:
@@ -142,13 +170,14 @@ class CpuGroup:
     def close(self, timeout_s: float = 10.0) -> None:
         """Remove the group; its processes must be gone (a dying one may take a moment)."""
         deadline = time.monotonic() + timeout_s
-        while self.path.exists():
-            try:
-                self.path.rmdir()
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # waiting for the last process to leave; deadline-bounded
+        for path in filter(None, (self.path, self.acct_path)):
+            while path.exists():
+                try:
+                    path.rmdir()
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)  # the last process leaving; deadline-bounded
 
 
 def why_no_cgroups() -> str | None:

@@ -9,6 +9,8 @@ measured.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 from inferq.bench.cgroups import (
@@ -21,10 +23,17 @@ from inferq.bench.cgroups import (
 from inferq.bench.netns import Lan, why_no_namespaces
 from inferq.core.processes import Managed
 
-# Runs as `sh -c SCRIPT GROUP_PROCS ARGV...`: the shell moves itself into the group,
-# then execs the command, so every thread and child it makes is capped from its first
-# instruction.
-_ENTER_GROUP = 'echo $$ > "$0" && exec "$@"'
+# Runs as `sh -c SCRIPT CPU_PROCS ACCT_PROCS ARGV...`: the shell moves itself into the
+# group (the cpu controller's and, on v1 where it is mounted apart, cpuacct's), then
+# execs the command, so every thread and child it makes is capped and counted from its
+# first instruction.
+_ENTER_GROUP = 'echo $$ > "$0" && echo $$ > "$1" && shift && exec "$@"'
+# Runs as `python -c SCRIPT CPU ARGV...`: binds itself to one CPU, then execs the
+# command, whose threads and children inherit the binding.
+PIN_TO_CPU = (
+    "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
 
 
 def why_no_hosts() -> str | None:
@@ -42,10 +51,17 @@ class SimHosts(Managed):
     ``hosts.cap(cores)`` caps every host; ``hosts.server_address`` is where the
     root namespace (Redis) is reached from the hosts."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, pin: bool = True) -> None:
         self.names = [f"h{i}" for i in range(1, count + 1)]
         self.lan = Lan(self.names)
         self.groups: dict[str, CpuGroup] = {}
+        # Host i runs on one CPU, the machine's CPUs taken in turn. Unpinned, a host's
+        # threads ran on every idle CPU at once, in bursts that spent the quota early:
+        # alone on the machine a host paid for that parallelism (GIL hand-offs across
+        # CPUs) and beside three others it did not, so a job's cost depended on the
+        # host count (docs/scaling.md, "Why the curve was above linear").
+        cpus = sorted(os.sched_getaffinity(0))
+        self.cpus = [cpus[i % len(cpus)] for i in range(count)] if pin else None
 
     def start(self) -> SimHosts:
         controller = find_cpu_controller()
@@ -74,7 +90,11 @@ class SimHosts(Managed):
         name = self.names[index - 1]
         # The group first: `ip netns exec` mounts a /sys of its own, without cgroups.
         in_namespace = self.lan.exec_argv(name, argv)
-        return ["sh", "-c", _ENTER_GROUP, str(self.groups[name].procs_file), *in_namespace]
+        if self.cpus is not None:
+            pin = [sys.executable, "-c", PIN_TO_CPU, str(self.cpus[index - 1])]
+            in_namespace = [*pin, *in_namespace]
+        cpu_procs, acct_procs = self.groups[name].procs_files
+        return ["sh", "-c", _ENTER_GROUP, str(cpu_procs), str(acct_procs), *in_namespace]
 
     def cap(self, cores: float | None) -> None:
         for group in self.groups.values():

@@ -19,8 +19,10 @@ report can say which party ran out first (inferq.bench.scale_report).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,10 +33,12 @@ import redis
 from inferq.bench.bulk import write_products
 from inferq.bench.fleet import Fleet, FleetSpec, fleet
 from inferq.bench.hosts import SimHosts, why_no_hosts
-from inferq.bench.loadgen import ProducerSpec, run_producers
+from inferq.bench.loadgen import ProducerSpec, prefer, run_producers
 from inferq.bench.phases import BENCH_NOOP_TASK, log
-from inferq.bench.scale_report import Round, machine_busy_s, redis_cpu_s, report
+from inferq.bench.scale_report import report
+from inferq.bench.scale_sampler import Sampler, stored_answers, take
 from inferq.bench.scale_sizes import WORKLOADS, ScaleSizes
+from inferq.bench.scale_window import Round, Window, window
 from inferq.bench.settings_record import worker_settings
 from inferq.core.constants import CLASSIFY_TASK, PREDICT_TASK, SCORE_CHUNK_TASK
 from inferq.core.settings import Settings
@@ -63,42 +67,60 @@ class Run:
     sizes: ScaleSizes
     settings: Settings
     files: dict[int, list[str]] = field(default_factory=dict)  # bulk: count -> its files
-
-    def mark(self, count: int) -> dict[str, Any]:
-        groups = [self.hosts.group(i) for i in range(1, count + 1)]
-        return {
-            "hosts": [g.usage_s() for g in groups],
-            "throttled": [g.throttled()[1] for g in groups],
-            "redis": redis_cpu_s(self.rds),
-            "machine": machine_busy_s(),
-        }
+    trace: Path | None = None  # where each round's samples and answers go, if anywhere
 
 
 def job_round(run: Run, fl: Fleet, workload: str, count: int) -> Round:
-    """Every producer sends its share at once (or scores its file); all results read."""
+    """Job kinds: every producer queues its share before the go, staged, and the go
+    hands the whole backlog to the hosts at once; bulk: every producer scores its file.
+    All results read; the figure is the window of inferq.bench.scale_window."""
     _, logical, task, kind = JOB_WORKLOADS[workload]
     total = run.sizes.per_host(workload) * count
     shares = split(total, run.sizes.producers)
     queue = fl.queue(count, logical)
+    stage = None if kind == "file" else f"{queue}-staged"
     sources = run.files.get(count, [None] * len(shares))
     specs = [
-        ProducerSpec(run.local_url, task, queue, kind, n, src)
+        ProducerSpec(run.local_url, task, queue, kind, n, src, stage)
         for n, src in zip(shares, sources, strict=True)
     ]
-    (before, after), reports = run_producers(specs, lambda: run.mark(count))
-    start = min(r["started_at"] for r in reports)
-    elapsed_s = max(r["done_at"] for r in reports) - start
-    sent_s = max(r["sent_at"] for r in reports) - start
+    groups = [run.hosts.group(i) for i in range(1, count + 1)]
+
+    go_at: list[float] = []
+
+    def release() -> None:
+        if stage is not None:
+            run.rds.rename(stage, queue)  # wakes the hosts' blocked pops at once
+        go_at.append(time.monotonic())
+
+    with Sampler(lambda: take(run.rds, queue, groups)) as sampler:
+        _, reports = run_producers(specs, at_go=release)
+    if run.trace is not None:
+        write_trace(run.trace / f"{workload}-{count}-{time.monotonic():.3f}.json", sampler, reports)
+    if stage is None:  # bulk: the chunks as their producers collected them
+        answers = [c for r in reports for c in r["completions"]]
+    else:
+        answers = stored_answers(sampler.samples, go_at[0])
+    load_avg = round(os.getloadavg()[0], 2)
     return Round.of(
-        rate=total / elapsed_s,
-        elapsed_s=elapsed_s,
-        before=before,
-        after=after,
-        producer_cpu_s=[r["cpu_s"] for r in reports],
-        failed=sum(r["failed"] for r in reports),
-        send_rate=total / sent_s if kind != "file" and sent_s > 0 else None,
-        cap=run.sizes.host_cpu,
+        window_or_round(answers), sampler.samples, reports, run.sizes.host_cpu, load_avg
     )
+
+
+def window_or_round(answers: list[Any]) -> Window:
+    """The 10-90% window; where the answers came in too few bursts for one (a round of a
+    batch or two), the whole round, which the report then calls too short to measure."""
+    try:
+        return window(answers)
+    except ValueError:
+        times = [float(t) for t, _ in answers]
+        return Window(min(times), max(times), sum(int(u) for _, u in answers), whole=True)
+
+
+def write_trace(path: Path, sampler: Sampler, reports: list[dict[str, Any]]) -> None:
+    """A round's raw material, to look into a figure after the run."""
+    samples = [asdict(s) for s in sampler.samples]
+    path.write_text(json.dumps({"samples": samples, "reports": reports}))
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -176,16 +198,18 @@ def measure_fleet(run: Run, url: str, spec: FleetSpec, work: Path) -> dict[str, 
 
 
 def warm(run: Run, fl: Fleet, workload: str) -> None:
-    """A few jobs through every host (the largest count's queue) before measuring."""
-    _, logical, task, kind = JOB_WORKLOADS[workload]
-    count = max(run.sizes.hosts)
-    queue = fl.queue(count, logical)
-    if kind == "file":  # the same task, one row per job: warms the bulk workers' model
-        logical, task, kind = "regression", PREDICT_TASK, "rows"
-    run_producers([ProducerSpec(run.local_url, task, queue, kind, 8 * count)])
+    """One whole round at the largest count, not recorded: every host has then run full
+    batches from a deep queue, with whatever a first time costs (pool threads started,
+    buffers grown, first passes of each size) behind it."""
+    log(f"{workload}: a round at {max(run.sizes.hosts)} hosts to warm them, not recorded")
+    job_round(run, fl, workload, max(run.sizes.hosts))
 
 
-def run_scale_bench(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
+def run_scale_bench(
+    settings: Settings, sizes: ScaleSizes, trace: Path | None = None
+) -> dict[str, Any]:
+    """Every asked-for workload at every count; ``trace``: a folder for each round's
+    samples and answers (inferq.bench.scale_sampler), to look into a figure later."""
     reason = why_no_hosts()
     if reason is not None:
         raise HostsUnavailable(reason)
@@ -197,8 +221,10 @@ def run_scale_bench(settings: Settings, sizes: ScaleSizes) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="inferq-bench-scale-") as tmp,
     ):
         url = f"redis://{hosts.server_address}:{server.port}/0"  # as the hosts reach it
+        if server.process is not None:
+            prefer(server.process.pid)
         rds = redis.Redis.from_url(server.url)
-        run = Run(hosts, rds, server.url, sizes, settings)
+        run = Run(hosts, rds, server.url, sizes, settings, trace=trace)
         specs = fleet_specs(run)
         try:
             for spec in specs.values():

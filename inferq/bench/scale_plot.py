@@ -34,7 +34,9 @@ def plot(result: Mapping[str, Any], path: Path) -> str | None:
         for n, rate in zip(counts, rates, strict=True):
             eff = result["efficiency"][workload][str(n)]
             ax.annotate(f"{eff:.2f}", (n, rate), textcoords="offset points", xytext=(4, -12))
-        ax.set_title(workload)
+        failed = result.get("status", {}).get(workload) == "failed"
+        # A failed curve is drawn, but says it is no result (the JSON's "failures" say why).
+        ax.set_title(f"{workload}: FAILED measurement" if failed else workload)
         ax.set_xlabel(f"hosts ({result['sizes']['host_cpu']} core each)")
         ax.set_ylabel(result["units"][workload])
         ax.set_xticks(counts)

@@ -15,9 +15,13 @@ class ScaleSizes:
     # and the kernel's bridge: enough for each workload's 4-host rate (docs/scaling.md).
     host_cpu: float = 0.15
     producers: int = 2
-    jobs_per_host: int = 800
-    images_per_host: int = 40
-    rows_per_host: int = 800_000
+    # A round at 0.25 core lasts ~4 s (stream), ~15 s (no-op), ~13 s (vision), ~5 s
+    # (bulk): long enough that a host's periodic pauses (a 0.2 CPU-s stall was seen once
+    # in ~9 rounds) weigh little, and that the queue outlasts the hosts' job slots
+    # (128 jobs, 32 images) so every host has work to the end of the window.
+    jobs_per_host: int = 2000
+    images_per_host: int = 160
+    rows_per_host: int = 1_200_000
     rounds: int = 3
     workloads: tuple[str, ...] = WORKLOADS
 

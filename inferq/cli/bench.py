@@ -203,6 +203,11 @@ def bench_stream(
     show_default=True,
     help="The JSON; the table (.md) and the plot (.png) go beside it.",
 )
+@click.option(
+    "--trace",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write each round's samples and answers here, one JSON file a round.",
+)
 def bench_scale(
     host_counts: str,
     host_cpu: float,
@@ -214,6 +219,7 @@ def bench_scale(
     workloads: str,
     as_json: bool,
     out: Path,
+    trace: Path | None,
 ) -> None:
     """Throughput vs simulated hosts (namespaces with a CPU cap each), with plain Celery."""
     from inferq.bench.scale import (
@@ -234,7 +240,10 @@ def bench_scale(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        result = run_scale_bench(_settings_with_models("regressor", "classifier"), sizes)
+        if trace is not None:
+            trace.mkdir(parents=True, exist_ok=True)
+        models = _settings_with_models("regressor", "classifier")
+        result = run_scale_bench(models, sizes, trace)
     except HostsUnavailable as exc:
         click.echo(f"inferq bench scale: cannot make simulated hosts here: {exc}", err=True)
         raise SystemExit(exit_codes.USAGE) from None

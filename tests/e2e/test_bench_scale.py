@@ -38,7 +38,8 @@ def test_bench_scale_measures_every_workload_on_capped_hosts(
     }
     out = tmp_path / "scale.json"
     argv = ["bench", "scale", "--hosts", "1,2", "--host-cpu", str(HOST_CPU), "--rounds", "1"]
-    argv += ["--jobs-per-host", "150", "--images-per-host", "8", "--rows-per-host", "200000"]
+    argv += ["--jobs-per-host", "300", "--images-per-host", "48", "--rows-per-host", "200000"]
+    argv += ["--trace", str(tmp_path / "trace")]
     proc = run_inferq(*argv, "--json", "--out", str(out), env=env, timeout_s=450)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
@@ -53,8 +54,17 @@ def test_bench_scale_measures_every_workload_on_capped_hosts(
         # Both hosts worked, and neither ran past its cap: the cgroup quota holds.
         assert len(two["hosts_cores"]) == 2 and min(two["hosts_cores"]) > 0, workload
         assert max(two["hosts_cores"]) <= HOST_CPU * CAP_SLACK, (workload, two)
+        assert two["hosts_load"] == [round(c / HOST_CPU, 3) for c in two["hosts_cores"]]
+        assert all(0 <= t <= 1 for t in two["throttled_periods"]), two
         assert two["saturated"] in {"hosts", "producers", "redis", "machine"}
         assert two["producers_cores"] > 0 and two["redis_cores"] > 0
+        assert two["depth"]["samples"] > 0, two  # the queue was sampled in the window
+        # A curve above linear is never reported as a result: the JSON says it failed.
+        status = result["status"][workload]
+        assert status == "failed" or max(efficiency.values()) <= 1.0, result
+        assert (status == "failed") == bool(result["failures"].get(workload)), result
+    # Every round's samples and answers were kept where --trace asked.
+    assert len(list((tmp_path / "trace").glob("*.json"))) == 2 * len(WORKLOADS) + len(WORKLOADS)
     assert result["machine"]["cgroup"] in {"v1", "v2"}
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     assert "| stream | 2 |" in out.with_suffix(".md").read_text()
