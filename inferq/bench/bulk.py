@@ -1,22 +1,29 @@
 """`inferq bench bulk`: a large products file scored through Redis vs in process.
 
 In one run: generate an N-row products CSV (and the same rows as Parquet);
-(a) score it with `inferq score` through one worker, CSV in and CSV out, then
-Parquet to Parquet; (b) stop the worker (so the two do not share the CPU) and
-score the same files with `inferq score --in-process`: one Python process that
-reads, runs the same model file with one XLA-compiled function on large batches,
-and writes the same output. Both are separate processes, so their peak memory
-is theirs alone; the rate is the scoring time each reports, start-up excluded.
+(a) score it with `inferq score` through one worker, CSV in and CSV out, and
+right after it (b) the same file with `inferq score --in-process`: one Python
+process that reads, runs the same model file with one XLA-compiled function on
+large batches, and writes the same output; then the same pair for Parquet to
+Parquet. During (b) the worker is stopped (SIGSTOP, SIGCONT after), so the two do
+not share the CPU, and each ratio compares two runs seconds apart: on a machine
+shared with other work, a ratio of runs half a minute apart measured the load's
+swings as much as the code (1.1 and 1.8 were seen). Both are separate processes,
+so their peak memory is theirs alone; the rate is the scoring time each reports,
+start-up excluded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +127,9 @@ def run_bulk_bench(
     compose: bool = True,
 ) -> dict[str, Any]:
     """(a) through one worker with the shipped defaults (``max_batch``, ``bulk_batch``:
-    overrides, then recorded), lone jobs' latency beside it; (a2) again with docker-compose.yml's
-    regression worker settings where they differ; (b) in process."""
+    overrides, then recorded), each format followed by (b) in process, lone jobs' latency
+    beside it; (a2) again with docker-compose.yml's regression worker settings where
+    they differ (its ratios against the same (b) runs)."""
     model = str(settings.regressor_path.resolve())
     flags = ("--chunk-rows", str(chunk_rows), "--in-flight", str(in_flight))
     base = {"INFERQ_REGRESSOR_PATH": model}
@@ -138,22 +146,19 @@ def run_bulk_bench(
         work = Path(tmp)
         log(f"writing {rows} products as CSV and Parquet")
         files = write_products(work, rows)
+        local = {**os.environ, **base}
         with redis_url_or_own(settings.redis_url) as url:
             app = bench_app(settings, url)
             try:
-                queued = _through_worker(app, url, work, files, {**base, **tuned}, flags, True)
+                queued = _through_worker(app, url, work, files, {**base, **tuned}, flags, local)
                 second = None
                 if from_compose:
                     log(f"(a2) again with compose's settings: {from_compose}")
                     env = {**base, **from_compose}
-                    second = _through_worker(app, url, work, files, env, flags, False)
+                    second = _through_worker(app, url, work, files, env, flags, None)
             finally:
                 app.close()
-        env = {**os.environ, **base}
-        log("(b) CSV -> CSV in process")
-        local_csv = run_score(files[0], work / "b.csv", env, *flags, "--in-process")
-        log("(b) Parquet -> Parquet in process")
-        local_pq = run_score(files[1], work / "b.parquet", env, *flags, "--in-process")
+        local_csv, local_pq = queued["csv_in_process"], queued["parquet_in_process"]
         diff = _max_diff(work / "a.csv", work / "b.csv")
     return {
         "rows": rows,
@@ -168,6 +173,16 @@ def run_bulk_bench(
     }
 
 
+@contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP) for the block: it takes no CPU from what runs there."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def _through_worker(
     app: Celery,
     url: str,
@@ -175,21 +190,27 @@ def _through_worker(
     files: tuple[Path, Path],
     worker_env: dict[str, str],
     flags: tuple[str, ...],
-    latency: bool,
+    local_env: dict[str, str] | None,
 ) -> dict[str, Any]:
-    """One worker with ``worker_env``: CSV and Parquet through it and, with ``latency``,
-    lone jobs on it idle and during a third (CSV) run."""
+    """One worker with ``worker_env``: CSV and Parquet through it. With ``local_env``,
+    each right after in process (the worker stopped meanwhile), then lone jobs on the
+    worker idle and during a third (CSV) run."""
     queue = f"bench-{uuid.uuid4().hex[:8]}-regression"
     env = {**os.environ, **worker_env, "INFERQ_REGRESSION_QUEUE": queue, "INFERQ_REDIS_URL": url}
     record = worker_settings(env)
     result: dict[str, Any] = {"settings": record}
     with WorkerProcess(url, ("regression",), env=env, args=["-l", "WARNING"]) as worker:
-        log(f"(a) CSV -> CSV through worker pid {worker.pid} ({label(record)})")
-        result["csv"] = run_score(files[0], work / "a.csv", env, *flags)
-        log("(a) Parquet -> Parquet through the worker")
-        result["parquet"] = run_score(files[1], work / "a.parquet", env, *flags)
+        for fmt, source in (("csv", files[0]), ("parquet", files[1])):
+            log(f"(a) {fmt} through worker pid {worker.pid} ({label(record)})")
+            result[fmt] = run_score(source, work / f"a.{fmt}", env, *flags)
+            if local_env is not None:
+                log(f"(b) {fmt} in process, the worker stopped")
+                with paused(worker.pid):
+                    result[f"{fmt}_in_process"] = run_score(
+                        source, work / f"b.{fmt}", local_env, *flags, "--in-process"
+                    )
         result["worker_peak_rss_mb"] = peak_rss_mb(worker.pid)
-        if latency:
+        if local_env is not None:
             result["stream_during_bulk"] = _latency(app, queue, work, files[0], env, flags)
     return result
 
