@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from celery import Celery
 
 from inferq.bench import lone_jobs
-from inferq.bench.phases import bench_app, log
+from inferq.bench.phases import bench_app, cpu_seconds, log
 from inferq.bench.settings_record import (
     compose_overrides,
     compose_status,
@@ -202,7 +202,11 @@ def _through_worker(
     with WorkerProcess(url, ("regression",), env=env, args=["-l", "WARNING"]) as worker:
         for fmt, source in (("csv", files[0]), ("parquet", files[1])):
             log(f"(a) {fmt} through worker pid {worker.pid} ({label(record)})")
+            worker_cpu_s = cpu_seconds(worker.pid) or 0.0
             result[fmt] = run_score(source, work / f"a.{fmt}", env, *flags)
+            # The worker's share of the run: with the producer's, the CPU a row costs
+            # through the queue (a figure the load of other work moves less than a rate).
+            result[fmt]["worker_cpu_s"] = round((cpu_seconds(worker.pid) or 0.0) - worker_cpu_s, 3)
             if local_env is not None:
                 log(f"(b) {fmt} in process, the worker stopped")
                 with paused(worker.pid):
@@ -249,6 +253,7 @@ def _figures(
         "stream_during_bulk": queued["stream_during_bulk"],
         "producer_peak_rss_mb": max(csv["peak_rss_mb"], pq["peak_rss_mb"]),
         "producer_cpu_s": {"csv": csv["cpu_s"], "parquet": pq["cpu_s"]},
+        "worker_cpu_s": {"csv": csv["worker_cpu_s"], "parquet": pq["worker_cpu_s"]},
         "worker_peak_rss_mb": queued["worker_peak_rss_mb"],
         "failed_rows": csv["failed"] + pq["failed"],
     }
