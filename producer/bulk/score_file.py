@@ -163,8 +163,8 @@ class _Run:
         self.summary = summary
         self.output_key = str(summary.output.resolve())  # part of every chunk id: resolved once
         self.window: Window[_InFlight] = Window(options.in_flight, self._finish)
-        # Rendering and writing finished chunks, on their own thread: this one keeps
-        # reading, encoding and sending (the producer, not the workers, was the limit).
+        # Rendering and writing finished chunks, on their own thread: this one only hands
+        # chunks on and collects (the producer, not the workers, was the limit).
         self.writer = BackgroundWriter()
 
     def parsed(self, chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, _Ready | None]]:
