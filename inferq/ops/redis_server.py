@@ -95,7 +95,9 @@ class RedisServer(Managed):
         acl_rules: str = "~* &* +@all",
         bind: Sequence[str] = ("127.0.0.1",),
         replica_of: int | None = None,
+        binary: Path | None = None,
     ) -> None:
+        self.binary = binary  # None: redis_server_binary()'s
         self.port = port or free_port()
         # Other addresses (a benchmark's simulated hosts reach it over a bridge) come
         # after 127.0.0.1, which stays first: `url` and the readiness probe use it.
@@ -118,7 +120,7 @@ class RedisServer(Managed):
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         args = [
-            str(redis_server_binary()),
+            str(self.binary or redis_server_binary()),
             "--port",
             str(self.port),
             "--bind",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 import numpy as np
 import pytest
@@ -331,3 +332,18 @@ def test_runner_a_stream_job_waits_for_the_bulk_pass_in_progress_only() -> None:
         runner.stop()
     assert model.shapes == [(16, 1), (1, 1), (16, 1), (16, 1), (16, 1)]
     assert [len(p.values) for p in outputs] == [16, 16, 16, 16]
+
+
+def test_flush_stream_lets_the_waiting_batch_go_and_only_that_one() -> None:
+    # A clock that stands still: only a flush (or a full batch) can end a wait here.
+    q: BatchQueue[str, str] = BatchQueue(max_rows=8, max_wait_s=NEVER_S, clock=lambda: 0.0)
+    q.flush_stream()  # nothing waits: a no-op, not a flag left for the next batch
+    with ThreadPoolExecutor(1) as pool:
+        for names in ("a", "bc", "d"):
+            for name in names:
+                q.put(name, rows=1)
+            waiting = pool.submit(q.next_batch, 5)
+            with pytest.raises(FuturesTimeout):  # no earlier flush lets this batch go
+                waiting.result(timeout=0.2)
+            q.flush_stream()
+            assert [p.payload for p in waiting.result(timeout=5)] == list(names)

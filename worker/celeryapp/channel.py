@@ -36,6 +36,7 @@ kombu decodes it, and an unacked record Redis refuses puts the entry back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from queue import Empty
 from time import time
 from typing import Any, ClassVar
@@ -46,6 +47,7 @@ from kombu.transport import virtual
 from kombu.utils.json import dumps
 
 from inferq.core.kombu_keys import HOLDER_OF_KEY
+from worker.celeryapp import multipop
 from worker.celeryapp.dead_letters import (
     DeadLetter,
     EntryGuard,
@@ -60,7 +62,16 @@ log = logging.getLogger(__name__)
 
 
 class SafeQoS(kombu_redis.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        # Tags of a take (worker.celeryapp.multipop) whose unacked records are written.
+        self.prerecorded: set[str] = set()
+
     def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag in self.prerecorded:
+            self.prerecorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
+            return
         try:
             self._record(message, delivery_tag, self.channel.holder_id())
         except self.channel.connection_errors:
@@ -131,6 +142,8 @@ class ReconnectSafeChannel(kombu_redis.Channel):
     # lost consumer's jobs wait for the visibility timeout, as in kombu.
     holders: ClassVar[Holders | None] = None
     _holder: str | None = None
+    # Set at the worker's start: called when a take finds every queue it serves empty.
+    on_drained: ClassVar[Callable[[], None] | None] = None
 
     def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
         # Before super().__init__: opening the channel already reads the settings.
@@ -184,23 +197,31 @@ class ReconnectSafeChannel(kombu_redis.Channel):
             client = self._sync_client = super()._create_client(False)  # type: ignore[no-untyped-call]
         return client
 
+    _popping = "BRPOP"  # the pop in flight (worker.celeryapp.multipop): its command
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        self._popping = multipop.start(self, timeout)
+        if self._popping == "BRPOP":
+            super()._brpop_start(timeout)  # type: ignore[no-untyped-call]
+
     def _brpop_read(self, **options: Any) -> bool:
-        # kombu 5.7's _brpop_read, the entry checked before it is decoded.
+        # kombu 5.7's _brpop_read, reading a take of entries (worker.celeryapp.multipop),
+        # each checked before it is decoded.
         try:
             try:
-                popped = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                popped = multipop.read(self, self._popping, **options)
             except self.connection_errors:
                 # The next iteration reconnects, as kombu does.
                 self.client.connection.disconnect()
                 raise
             if not popped:
                 raise Empty()
-            key, raw = popped
+            key, taken = popped
             key = key.decode() if isinstance(key, bytes) else key
-            raw = raw.encode() if isinstance(raw, str) else raw
+            taken = [(r.encode() if isinstance(r, str) else r, tag) for r, tag in taken]
             queue = key.rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
-            self._deliver_checked(queue, key, raw)
+            multipop.deliver_take(self, queue, key, taken)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
@@ -214,6 +235,9 @@ class ReconnectSafeChannel(kombu_redis.Channel):
             problem = self._deliver_or_why(queue, key, raw, payload)
             if problem is None:
                 return
+        self._dead_letter(queue, key, raw, payload, problem)
+
+    def _dead_letter(self, queue: str, key: str, raw: bytes, payload: Any, problem: str) -> None:
         letter = DeadLetter(queue, key, raw, problem, task_id_of(payload, raw))
         with self.conn_or_acquire() as client:
             self.guard.dead_letter(client, letter)

@@ -92,6 +92,7 @@ def on_worker_init(sender: Any, **_: Any) -> None:
     # back to its queue in seconds (worker.celeryapp.holders).
     ttl_s = holder_ttl_s(settings.visibility_timeout_s)
     ReconnectSafeChannel.holders = Holders(ttl_s, node=sender.hostname)
+    ReconnectSafeChannel.on_drained = state.queues_drained
     # Before the models load: a port already taken fails the start in a second, not a minute.
     _start_metrics(sender, state)
     try:

@@ -61,6 +61,14 @@ class WorkerState:
                 self._decoder = DecodeStage(settings.effective_decode_threads, waiting)
             return self._decoder
 
+    def queues_drained(self) -> None:
+        """The broker has no more jobs for this worker now (worker.celeryapp.multipop):
+        the regressor's stream batch goes without waiting out its max wait, since no job
+        can join it. Not the classifier's: its jobs reach the batch queue only after
+        decoding, so a batch there may still be joined by images the drained queue gave."""
+        if self.models.holds("regressor"):
+            self.models.regressor().runner.queue.flush_stream()
+
     def drain(self, timeout_s: float) -> int:
         """Answer every job the finisher holds; the number left unanswered at ``timeout_s``."""
         return self._finisher.drain(timeout_s) if self._finisher is not None else 0

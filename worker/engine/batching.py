@@ -96,6 +96,7 @@ class BatchQueue(Generic[T, R]):
         self._stream: _Lane[T, R] = _Lane(max_rows)
         self._bulk: _Lane[T, R] = _Lane(bulk_rows)
         self._bulk_due_at = math.inf  # when bulk gets a pass even with stream items waiting
+        self._stream_now = False  # flush_stream: the waiting stream batch goes at once
         self._closed = False
         self._cond = threading.Condition()
 
@@ -139,6 +140,15 @@ class BatchQueue(Generic[T, R]):
                     return []  # closed and drained
                 self._cond.wait(wait_s)
 
+    def flush_stream(self) -> None:
+        """Let the stream batch now waiting go without waiting out ``max_wait_s``: its
+        caller knows no more items can join it (the broker's queues are empty). A no-op
+        when no stream item waits."""
+        with self._cond:
+            if self._stream:
+                self._stream_now = True
+                self._cond.notify_all()
+
     def close(self) -> None:
         """Refuse new items; queued ones are still handed out by next_batch."""
         with self._cond:
@@ -157,12 +167,14 @@ class BatchQueue(Generic[T, R]):
         if not stream:
             return None, None
         deadline = stream.items[0].queued_at + self.max_wait_s
-        if bulk or stream.full or self._closed or now >= deadline:
+        if bulk or stream.full or self._closed or self._stream_now or now >= deadline:
             return stream, None
         return None, deadline - now
 
     def _take(self, lane: _Lane[T, R], now: float) -> list[Pending[T, R]]:
         batch = lane.take()
+        if lane is self._stream:
+            self._stream_now = False
         if lane is self._bulk:
             self._bulk_due_at = now + self.bulk_max_delay_s if lane else math.inf
         return batch
