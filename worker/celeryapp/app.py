@@ -19,7 +19,7 @@ from inferq.core import exit_codes
 from inferq.core.celery_config import celery_config
 from inferq.core.settings import Settings, SettingsError
 from inferq.errors import InvalidInput
-from worker.celeryapp import channel, direct, lifecycle, refusal, tasks
+from worker.celeryapp import channel, direct, event_buffer, lifecycle, refusal, tasks
 from worker.celeryapp.state import WorkerState
 from worker.jobs.checks import argument_errors
 
@@ -75,6 +75,7 @@ def create_app() -> InferqCelery:
     app = InferqCelery()
     tasks.register(app)
     app.steps["consumer"].add(direct.DrainDirectJobs)
+    app.steps["consumer"].add(event_buffer.EventsPerTake)
     refusal.install(app)
     lifecycle.install(app)
     return app

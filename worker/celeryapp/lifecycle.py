@@ -48,8 +48,18 @@ def install(app: Celery) -> None:
         (signals.worker_ready, on_worker_ready),
         (signals.worker_shutdown, on_worker_shutdown),
         (signals.worker_process_init, functools.partial(on_worker_process_init, app)),
+        (signals.after_setup_logger, on_after_setup_logger),
     ):
         signal.connect(handler, weak=False, dispatch_uid=f"{uid}-{signal.name}")
+
+
+def on_after_setup_logger(loglevel: int | None = None, **_: Any) -> None:
+    """Celery writes a line per job received at INFO, and inferq its own per job answered
+    (id, task, model, outcome, elapsed: worker.celeryapp.state), which says all the first
+    does: at INFO Celery's goes, as two lines per job were a sixth of a busy worker's CPU
+    (docs/benchmarks.md). DEBUG keeps both."""
+    if loglevel is None or loglevel > logging.DEBUG:
+        logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
 
 
 def _say(message: str) -> None:
