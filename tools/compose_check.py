@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """docker-compose.yml run for real, as a user runs it: `python3.11 dev.py compose-check`.
 
-Builds the one image, starts the stack, then the `sentinel` profile, and checks what a
-user relies on; one PASS or FAIL line per check, with its figure, and exit 1 on any
-FAIL. Takes several minutes, so it is not part of CI (tests/e2e/test_compose*.py read
-the file without Docker). Needs a Docker daemon and Compose v2 (`docker compose`);
-DOCKER_HOST and DOCKER_CONFIG are taken from the environment. The stack runs as project
-`inferq-check`, with fresh secrets and a free Flower port, and is removed at the end
-(`down -v`); the bulk checks write into ./data and delete what they wrote.
+Builds each image once (inferq, and Flower's own), starts the stack, then the
+`sentinel` profile, and checks what a user relies on; one PASS or FAIL line per check,
+with its figure, and exit 1 on any FAIL. Takes several minutes, so it is not part of
+CI (tests/e2e/test_compose*.py read the file without Docker). Needs a Docker daemon
+and Compose v2 (`docker compose`); DOCKER_HOST and DOCKER_CONFIG are taken from the
+environment. The stack runs as project `inferq-check`, with fresh secrets and a free
+Flower port, and is removed at the end (`down -v`); the bulk checks write into ./data
+and delete what they wrote.
 
     python3.11 tools/compose_check.py [--vision-replicas N] [--keep]
 """
