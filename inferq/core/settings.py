@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(
         5.0, ge=0, le=60_000, description="Longest wait for a batch to fill, from its first row."
     )
+    flush_when_drained: bool = Field(
+        True,
+        description="A waiting stream batch goes as soon as the worker finds its queues "
+        "empty, since no job can join it; false: it waits out max_wait_ms unless full.",
+    )
     bulk_batch_size: int = Field(
         8192,
         ge=1,

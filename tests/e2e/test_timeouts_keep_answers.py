@@ -38,6 +38,7 @@ def holding_env(worker_env: dict[str, str], vision_env: dict[str, str]) -> dict[
         "INFERQ_REGRESSION_QUEUE": f"test-holding-regression-{tag}",
         "INFERQ_VISION_QUEUE": f"test-holding-vision-{tag}",
         "INFERQ_MAX_BATCH_SIZE": str(BATCH),
+        "INFERQ_FLUSH_WHEN_DRAINED": "false",  # the partial batch must wait HOLD_MS
         "INFERQ_MAX_WAIT_MS": str(HOLD_MS),
         "INFERQ_VISION_MAX_BATCH_SIZE": str(BATCH),
         "INFERQ_VISION_MAX_WAIT_MS": str(HOLD_MS),

@@ -123,14 +123,15 @@ def test_a_killed_workers_jobs_are_back_in_seconds_not_after_the_visibility_time
     """The visibility timeout at its default hour: the jobs a worker held when it was
     killed (waiting in its batch window) come back because their holder is gone
     (worker.celeryapp.holders), in seconds; before, they waited the hour."""
-    env = {**fault_env, "INFERQ_VISIBILITY_TIMEOUT_S": "3600", "INFERQ_MAX_WAIT_MS": "60000"}
+    held = {"INFERQ_MAX_WAIT_MS": "60000", "INFERQ_FLUSH_WHEN_DRAINED": "false"}
+    env = {**fault_env, "INFERQ_VISIBILITY_TIMEOUT_S": "3600", **held}
     store = redis.Redis.from_url(redis_server.url)
     logs = tmp_path / "first.log", tmp_path / "second.log"
     with WorkerProcess(redis_server.url, env=env, log_path=logs[0]) as first:
         handles = [fault_client.submit(row) for row in rows(5)]  # a batch never full
         _wait_until_unacked(store, {h.id for h in handles}, first)
         # Up before the kill, and idle: the queue is empty, the first holds every job.
-        second_env = {**env, "INFERQ_MAX_WAIT_MS": "20"}
+        second_env = {**env, "INFERQ_MAX_WAIT_MS": "20", "INFERQ_FLUSH_WHEN_DRAINED": "true"}
         with WorkerProcess(redis_server.url, env=second_env, log_path=logs[1]):
             first.stop(sig=signal.SIGKILL)
             killed_at = time.monotonic()

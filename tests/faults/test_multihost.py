@@ -109,6 +109,7 @@ def env(worker_env: dict[str, str]) -> dict[str, str]:
         "INFERQ_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
         # Jobs wait a while for their batch to fill: a worker always holds some, unacked.
         "INFERQ_MAX_WAIT_MS": "200",
+        "INFERQ_FLUSH_WHEN_DRAINED": "false",
     }
 
 

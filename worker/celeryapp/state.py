@@ -66,7 +66,7 @@ class WorkerState:
         the regressor's stream batch goes without waiting out its max wait, since no job
         can join it. Not the classifier's: its jobs reach the batch queue only after
         decoding, so a batch there may still be joined by images the drained queue gave."""
-        if self.models.holds("regressor"):
+        if self.settings.flush_when_drained and self.models.holds("regressor"):
             self.models.regressor().runner.queue.flush_stream()
 
     def drain(self, timeout_s: float) -> int:
