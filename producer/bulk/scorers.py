@@ -8,6 +8,8 @@ inferq.tools.local_scorer: it imports TensorFlow, which nothing here may.
 
 from __future__ import annotations
 
+import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,9 +17,16 @@ import numpy as np
 
 from inferq.core.chunks import EncodedChunk, decode_results
 from inferq.core.contract import ScoreChunkResult
-from inferq.errors import ModelVersionMismatch
+from inferq.errors import BrokerUnavailable, ModelVersionMismatch
 from producer.client import Client
 from producer.handles import Handle
+
+log = logging.getLogger("inferq.bulk")
+
+# How long the sending thread rides through a broker that does not answer (a Sentinel
+# failover, a Redis restart) before the chunk's send fails: seconds, not a chunk timeout.
+SEND_RETRY_S = 30.0
+SEND_RETRY_MAX_WAIT_S = 2.0
 
 RowErrors = dict[int, str]
 
@@ -96,8 +105,21 @@ class QueueScorer:
         # A resumed run first looks for a result the interrupted run's workers stored:
         # the chunk id includes the model version, so a stored result is the same answer
         # (collect checks it all the same).
-        stored = self.client.stored_chunk(chunk_id) if self.reuse_stored else None
-        return stored or self.client.submit_chunk(chunk_id, features, x, version)
+        # A send Redis did not answer is tried again under the same id (one result per
+        # id, so a send that did arrive is harmless): the sending thread sends the chunks
+        # queued behind it at once, so a failover's few seconds without a master would
+        # otherwise fail every one of them (tests/faults/test_sentinel.py saw 21).
+        deadline, wait_s = time.monotonic() + SEND_RETRY_S, 0.1
+        while True:
+            try:
+                stored = self.client.stored_chunk(chunk_id) if self.reuse_stored else None
+                return stored or self.client.submit_chunk(chunk_id, features, x, version)
+            except BrokerUnavailable as exc:
+                if time.monotonic() + wait_s > deadline:
+                    raise
+                log.debug("chunk %s: send failed (%s); again in %.1f s", chunk_id, exc, wait_s)
+                time.sleep(wait_s)  # a backoff between sends, not a wait for a condition
+                wait_s = min(2 * wait_s, SEND_RETRY_MAX_WAIT_S)
 
     def collect(self, ticket: Any, rows: int) -> tuple[np.ndarray, RowErrors]:
         """``ticket``: what ``submit`` returned (the future of the chunk's handle)."""
