@@ -60,6 +60,15 @@ def value_codes(values: np.ndarray) -> np.ndarray:
     return codes
 
 
+def all_values_pass(values: np.ndarray) -> bool:
+    """Whether every value of a float array is OK by ``value_codes``' rule (finite, and
+    within MAX_ABS_FEATURE): two reductions, where the codes take one per value."""
+    if not values.size:
+        return True
+    peak = float(np.abs(values).max())  # NaN if any value is NaN; compared as float64
+    return bool(np.isfinite(values).all()) and peak <= MAX_ABS_FEATURE
+
+
 def first_problems(codes: np.ndarray) -> Iterator[tuple[int, int, int]]:
     """(row, column, code) of the first problem of each bad row, in feature order."""
     bad = codes != OK

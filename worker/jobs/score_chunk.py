@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 
 from inferq.core.chunks import decode_columns, encode_results
-from inferq.core.constants import MAX_ABS_FEATURE
 from inferq.core.modelfile import RegressorMeta
-from inferq.core.rows import CODE_NAMES, MESSAGES, OK, field_error, first_problems, value_codes
+from inferq.core.rows import (
+    CODE_NAMES,
+    MESSAGES,
+    OK,
+    all_values_pass,
+    field_error,
+    first_problems,
+    value_codes,
+)
 from inferq.errors import InvalidInput, ModelVersionMismatch
 from worker.jobs.checks import to_ms
 from worker.loading.registry import ServedRegressor
@@ -68,10 +75,7 @@ def run(
 def _problems(columns: np.ndarray) -> np.ndarray | None:
     """The row rules' codes (rows x features), or None when every value passes: the
     usual chunk, checked with two reductions instead of a code per value."""
-    if not columns.size:
-        return None
-    peak = float(np.abs(columns).max())  # NaN if any value is NaN; compared as float64
-    if np.isfinite(columns).all() and peak <= MAX_ABS_FEATURE:
+    if all_values_pass(columns):
         return None
     return value_codes(columns.T.astype(np.float64))
 
