@@ -198,6 +198,7 @@ class ReconnectSafeChannel(kombu_redis.Channel):
         return client
 
     _popping = "BRPOP"  # the pop in flight (worker.celeryapp.multipop): its command
+    _take_next = False  # the last pop found something: the next one is a take
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         self._popping = multipop.start(self, timeout)

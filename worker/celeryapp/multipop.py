@@ -80,7 +80,7 @@ def start(channel: Any, timeout: float | None) -> str:
     """Send a take on the channel's BRPOP connection when the last pop found something,
     and say which command is in flight; for ``BRPOP`` the caller sends kombu's."""
     count = take_count(channel)
-    if count < 2 or channel.global_keyprefix or not channel.__dict__.get("_take_next"):
+    if count < 2 or channel.global_keyprefix or not channel._take_next:
         return "BRPOP"
     queues = channel._queue_cycle.consume(len(channel.active_queues))
     if not queues:
@@ -106,7 +106,7 @@ def read(channel: Any, mode: str, **options: Any) -> tuple[Any, list[tuple[Any, 
     """The reply to the pop in flight (``mode``: its command), as (key, [(entry, the tag
     the script recorded, or None)] oldest first), or None when there was nothing."""
     client = channel.client
-    channel.__dict__["_take_next"] = False
+    channel._take_next = False
     try:
         popped = client.parse_response(client.connection, mode, **options)
     except ResponseError as exc:
@@ -116,7 +116,7 @@ def read(channel: Any, mode: str, **options: Any) -> tuple[Any, list[tuple[Any, 
         # before the pops): e.g. Redis out of memory. BRPOP's path handles it.
         log.warning("a take was refused (%s); the next pop is BRPOP", exc)
         return None
-    channel.__dict__["_take_next"] = bool(popped)  # after a take, take again
+    channel._take_next = bool(popped)  # after a take, take again
     if popped == 0 and channel.on_drained is not None:
         channel.on_drained()  # every queue of the take is empty: nothing more to wait for
     if not popped:
