@@ -145,7 +145,11 @@ class Settings(BaseSettings):
     chaos_forward_failures: int = Field(
         0, ge=0, description="Fault drill: the first N forward passes of each model raise."
     )
-    task_events: bool = Field(True, description="Send Celery task events (Flower, monitoring).")
+    task_events: bool = Field(
+        False,
+        description="Task events from the start (as in Celery, "
+        "off: Flower and `celery control enable_events` turn them on).",
+    )
     ready_file: Path | None = Field(
         None, description="Touched when a worker has its models loaded."
     )

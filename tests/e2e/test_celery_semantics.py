@@ -96,9 +96,16 @@ def served(request: pytest.FixtureRequest, app: Celery, echo_worker: WorkerProce
 
 
 @pytest.fixture(scope="module")
-def events(app: Celery) -> Iterator[Events]:
+def monitor(app: Celery) -> Iterator[Events]:
     with Events(app) as captured:
         yield captured
+
+
+@pytest.fixture()
+def events(served: Served, monitor: Events) -> Events:
+    """The monitor, with task events turned on at the served worker (as Flower does)."""
+    monitor.enable(served.node)
+    return monitor
 
 
 def _valid(served: Served, value: Any) -> Any:

@@ -13,6 +13,7 @@ import pytest
 
 from inferq.core.constants import PREDICT_TASK
 from inferq.errors import InvalidInput
+from inferq.ops.worker_process import WorkerProcess
 from producer import Client
 from tests.support.delivery import rows
 from tests.support.events import Events
@@ -22,9 +23,29 @@ LIFE = ["task-received", "task-started", "task-succeeded"]
 
 
 @pytest.fixture()
-def events(client: Client) -> Iterator[Events]:
+def node(worker: WorkerProcess) -> str:
+    return worker.ready_file.read_text().splitlines()[0]
+
+
+@pytest.fixture()
+def events(client: Client, node: str) -> Iterator[Events]:
     with Events(client.app) as captured:
+        captured.enable(node)  # as Flower does: task events are off until a monitor asks
         yield captured
+
+
+def test_task_events_wait_for_a_monitor_to_ask(client: Client, events: Events, node: str) -> None:
+    """As in Celery, a worker sends no task events until a monitor turns them on
+    (``enable_events``: Flower broadcasts it every 5 s), then the whole life cycle."""
+    assert client.app.control.disable_events(destination=[node], reply=True, timeout=5)
+    unwatched = client.submit(rows(1)[0])
+    unwatched.wait(60)
+    events.enable(node)
+    watched = client.submit(rows(1)[0])
+    watched.wait(60)
+    events.wait_for(lambda: events.types(watched.id) == LIFE)
+    # One worker, one event connection: the unwatched job's events would have come first.
+    assert events.types(unwatched.id) == []
 
 
 def test_both_paths_send_the_whole_life_cycle(client: Client, events: Events) -> None:

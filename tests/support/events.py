@@ -1,5 +1,10 @@
 """Task events as a monitor (Flower) sees them: Celery's own receiver in a thread, and
-Celery's own event State (what Flower's task list is built from)."""
+Celery's own event State (what Flower's task list is built from).
+
+Workers send task events only once a monitor asks (``INFERQ_TASK_EVENTS`` is off by
+default, as in Celery): Flower broadcasts ``enable_events`` every 5 s, and so does
+``Events``, once at the start and then for each node a test names (``enable``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ class Events:
     """Every event on the broker, captured in a thread by Celery's own receiver."""
 
     def __init__(self, app: Celery) -> None:
+        self.app = app
         self.seen: list[dict[str, Any]] = []
         self.state = app.events.State()
         self._conn = app.connection_for_read()
@@ -31,7 +37,15 @@ class Events:
     def __enter__(self) -> Events:
         self._thread.start()
         self.wait_for(lambda: any(e["type"].startswith("worker-") for e in self.seen))
+        self.app.control.enable_events()  # every worker up now, as Flower's first broadcast
         return self
+
+    def enable(self, node: str, timeout_s: float = 30) -> None:
+        """Turn task events on at ``node`` as Flower does, and wait until it has answered:
+        its jobs from now on send their whole life cycle."""
+        deadline = time.monotonic() + timeout_s
+        while not self.app.control.enable_events(destination=[node], reply=True, timeout=1.0):
+            assert time.monotonic() < deadline, f"{node} did not answer enable_events"
 
     def __exit__(self, *_: object) -> None:
         self._receiver.should_stop = True
