@@ -26,7 +26,7 @@ from inferq.errors import InferqError
 from producer.bulk.one_model import OnNewModel
 from producer.bulk.output_lock import OutputUnusable, output_lock, path_problem
 from producer.bulk.report import Summary
-from producer.bulk.score_file import ScoreOptions, score_file
+from producer.bulk.score_file import DEFAULT_CHUNK_ROWS, ScoreOptions, score_file
 from producer.bulk.sinks import ResumableSink, ResumeError
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
@@ -110,7 +110,12 @@ def _os_error(exc: OSError) -> int:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--input-format", type=FORMATS, help="Default: from the file's suffix.")
 @click.option("--output-format", type=FORMATS, help="Default: from the output's suffix.")
-@click.option("--chunk-rows", default=16_384, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(1),
+    help=f"Rows per chunk (message). Default: {DEFAULT_CHUNK_ROWS:,} for a new run; with "
+    "--resume, the chunking the interrupted run recorded.",
+)
 @click.option("--in-flight", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (or start one).")
 @click.option("--max-errors", default=0, show_default=True, type=click.IntRange(0))
@@ -126,7 +131,7 @@ def score(
     output: Path,
     input_format: str | None,
     output_format: str | None,
-    chunk_rows: int,
+    chunk_rows: int | None,
     in_flight: int,
     resume: bool,
     max_errors: int,

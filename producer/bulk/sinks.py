@@ -79,6 +79,18 @@ class ResumableSink:
     def dir_of(output: Path) -> Path:
         return output.with_name(output.name + ".inferq-parts")
 
+    @staticmethod
+    def recorded_chunk_rows(output: Path) -> int | None:
+        """The chunk size the interrupted run of ``output`` recorded, if its work directory
+        has a readable manifest: a resume that names none goes on with it, whatever the
+        default was when that run started (chunk ids and parts depend on it)."""
+        try:
+            stored = json.loads((ResumableSink.dir_of(output) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None  # none, or unreadable: the sink's own check says which
+        rows = stored.get("chunk_rows") if isinstance(stored, dict) else None
+        return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else None
+
     def _open(self, resume: bool) -> None:
         path = self.dir / "manifest.json"
         if not self.dir.exists():
