@@ -48,6 +48,7 @@ from inferq.core.settings import Settings
 from inferq.ops.redis_server import redis_url_or_own
 from inferq.ops.worker_process import WorkerProcess
 from inferq.tools.sample_data import generate
+from producer.bulk.score_file import DEFAULT_CHUNK_ROWS
 
 COMPOSE_SERVICE = "regression-worker"
 LONE_JOBS = 40
@@ -120,7 +121,7 @@ def run_bulk_bench(
     settings: Settings,
     *,
     rows: int,
-    chunk_rows: int,
+    chunk_rows: int | None,
     in_flight: int,
     max_batch: int | None = None,
     bulk_batch: int | None = None,
@@ -129,9 +130,11 @@ def run_bulk_bench(
     """(a) through one worker with the shipped defaults (``max_batch``, ``bulk_batch``:
     overrides, then recorded), each format followed by (b) in process, lone jobs' latency
     beside it; (a2) again with docker-compose.yml's regression worker settings where
-    they differ (its ratios against the same (b) runs)."""
+    they differ (its ratios against the same (b) runs). ``chunk_rows`` None: the size
+    `inferq score` uses for a new run (its default, measured as shipped)."""
     model = str(settings.regressor_path.resolve())
-    flags = ("--chunk-rows", str(chunk_rows), "--in-flight", str(in_flight))
+    chunking = () if chunk_rows is None else ("--chunk-rows", str(chunk_rows))
+    flags = (*chunking, "--in-flight", str(in_flight))
     base = {"INFERQ_REGRESSOR_PATH": model}
     tuned = {
         name: str(value)
@@ -162,7 +165,7 @@ def run_bulk_bench(
         diff = _max_diff(work / "a.csv", work / "b.csv")
     return {
         "rows": rows,
-        "chunk_rows": chunk_rows,
+        "chunk_rows": chunk_rows or DEFAULT_CHUNK_ROWS,
         "in_flight": in_flight,
         **_figures(queued, local_csv, local_pq),
         "compose": _compose_line(from_compose, second, local_csv, local_pq)
