@@ -192,12 +192,26 @@ def render(
 
 def with_results(table: pa.Table, earnings: np.ndarray, errors: list[str | None]) -> pa.Table:
     """The input's columns (an input's own result columns replaced) plus the results."""
-    for name in RESULT_COLUMNS:
-        if name in table.column_names:
-            table = table.drop_columns(name)
+    table = _without_results(table)
     dollars = pa.array(earnings, type=pa.float64(), mask=np.isnan(earnings))
     table = table.append_column("earnings_usd", dollars)
     return table.append_column("error", pa.array(errors, type=pa.string()))
+
+
+def with_stored_results(table: pa.Table, results: pa.Table) -> pa.Table:
+    """What ``with_results`` gave, from the input's columns and the result columns it
+    appended (kept in a part)."""
+    table = _without_results(table)
+    for name in RESULT_COLUMNS:
+        table = table.append_column(results.schema.field(name), results.column(name))
+    return table
+
+
+def _without_results(table: pa.Table) -> pa.Table:
+    for name in RESULT_COLUMNS:
+        if name in table.column_names:
+            table = table.drop_columns(name)
+    return table
 
 
 def _jsonl_bytes(records: list[Any], earnings: np.ndarray, errors: list[str | None]) -> bytes:

@@ -9,6 +9,7 @@ only what is missing and writes exactly the output of an uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,6 +35,7 @@ from producer.bulk.formats import (
     render,
 )
 from producer.bulk.one_model import OnNewModel, on_one_model
+from producer.bulk.parts import tables_of
 from producer.bulk.prefetch import Prefetch
 from producer.bulk.report import Progress, Summary
 from producer.bulk.scorers import Preparing, RowErrors, Scorer
@@ -142,10 +144,11 @@ def _score_once(
     digest, lines = input_digest(source)
     chunk_rows = chunk_rows_of(output, options)
     manifest = Manifest(digest, chunk_rows, out_fmt.value, scorer.version)
+    inputs = functools.partial(tables_of, source, in_fmt, chunk_rows)  # a join's, again
     sink: Sink = (
         PlainSink(output)
         if options.direct
-        else ResumableSink(output, manifest, resume=options.resume)
+        else ResumableSink(output, manifest, resume=options.resume, inputs=inputs)
     )
     total = pq.ParquetFile(source).metadata.num_rows if in_fmt is Format.PARQUET else lines
     progress = Progress(total, "rows", every_s=progress_every_s)

@@ -6,22 +6,23 @@ so a part exists completely or not at all, whenever the run is killed. Writing
 the same chunk twice replaces its part: no duplicate rows. The output file is
 assembled from the parts, in chunk order, once all of them exist; a manifest
 ties the parts to the input's content, the chunking and the model version, so
-``--resume`` never mixes two inputs or two models.
+``--resume`` never mixes two inputs or two models. What a part holds:
+producer.bulk.parts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, TypeAlias
+from typing import Any, BinaryIO, Protocol, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from producer.bulk import parts
 from producer.bulk.formats import Format
 
 Rendered: TypeAlias = bytes | pa.Table
@@ -48,6 +49,10 @@ class Manifest:
     chunk_rows: int
     output_format: str
     model_version: str
+    # What a Parquet part holds: "results" (parts.py). Versions before it wrote no such
+    # field and whole tables, which a resume still joins; a version before it refuses a
+    # manifest that has it, so it never joins results parts as if they were whole.
+    part_format: str = parts.PART_FORMAT
 
 
 class Sink(Protocol):
@@ -63,10 +68,13 @@ class Sink(Protocol):
 class ResumableSink:
     """The resumable sink: one part file per finished chunk, joined at the end."""
 
-    def __init__(self, output: Path, manifest: Manifest, *, resume: bool) -> None:
+    def __init__(
+        self, output: Path, manifest: Manifest, *, resume: bool, inputs: parts.Inputs | None = None
+    ) -> None:
         self.output = output
         self.dir = self.dir_of(output)
         self.manifest = manifest
+        self.inputs = inputs  # a Parquet output's parts hold its results only (parts.py)
         self._found: dict[int, Path] = {}
         self._open(resume)
         # The output written as the parts are, while they come in order from chunk 0:
@@ -95,14 +103,14 @@ class ResumableSink:
         path = self.dir / "manifest.json"
         if not self.dir.exists():
             self.dir.mkdir(parents=True)
-            _write_atomically(path, json.dumps(asdict(self.manifest), indent=2).encode())
+            parts.write_atomically(path, json.dumps(asdict(self.manifest), indent=2).encode())
             return
         if not resume:
             raise ResumeError(
                 f"{self.dir} holds an interrupted run: pass --resume to continue it, "
                 "or delete it to start over"
             )
-        stored = json.loads(path.read_text()) if path.exists() else None
+        stored = _upgraded(json.loads(path.read_text()) if path.exists() else None)
         if isinstance(stored, dict) and _only_model_changed(stored, self.manifest):
             before, now = str(stored["model_version"]), self.manifest.model_version
             raise ModelChangedSinceRun(self.dir, before, now)
@@ -111,29 +119,26 @@ class ResumableSink:
                 f"{self.dir} belongs to a different run ({_difference(stored, self.manifest)});"
                 " delete it to start over"
             )
+        # Rewritten with its part format (an older version's manifest had none): from now
+        # on the directory holds results parts, which an older version must not resume.
+        parts.write_atomically(path, json.dumps(stored, indent=2).encode())
         for part in self.dir.glob("*.part"):
             # A part cut short or damaged (its checksum is in its name) is scored again.
-            if _intact(part):
-                self._found[_field(part, 0)] = part
+            if parts.intact(part):
+                self._found[parts.field(part, 0)] = part
 
     def done(self, index: int) -> bool:
         return index in self._found
 
     def counts(self, index: int) -> tuple[int, int]:
         """Rows scored and rows failed in a finished chunk (kept in its part's name)."""
-        return _field(self._found[index], 1), _field(self._found[index], 2)
+        return parts.field(self._found[index], 1), parts.field(self._found[index], 2)
 
     def write(self, index: int, data: Rendered, ok: int, failed: int) -> None:
         self._write_stream(index, data)
-        if isinstance(data, pa.Table):
-            # Arrow IPC, not Parquet, for the parts: no encoding now and none to undo when
-            # joining; the output is encoded to Parquet once, at the end.
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, data.schema) as writer:
-                writer.write_table(data)
-            data = sink.getvalue().to_pybytes()
-        path = self.dir / f"{index:08d}.{ok}.{failed}.{_digest(data)}.part"
-        _write_atomically(path, data)
+        part = data if isinstance(data, bytes) else parts.results_ipc(data)
+        path = self.dir / parts.name(index, ok, failed, part)
+        parts.write_atomically(path, part)
         self._found[index] = path
 
     def _write_stream(self, index: int, data: Rendered) -> None:
@@ -160,7 +165,7 @@ class ResumableSink:
         paths = [self._found[i] for i in range(chunks)]
         tmp = self.output.with_name(self.output.name + ".tmp")
         if self.manifest.output_format == Format.PARQUET:
-            _join_parquet(paths, tmp)
+            parts.join_parquet(paths, tmp, self.inputs)
         else:
             with tmp.open("wb") as out:
                 for path in paths:
@@ -231,24 +236,6 @@ class PlainSink:
         _fsync(self.output.parent)
 
 
-def _field(part: Path, position: int) -> int:
-    """index.ok.failed.checksum.part -> one of its numbers."""
-    return int(part.name.split(".")[position])
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
-def _intact(part: Path) -> bool:
-    """Whether a part's bytes are those it was written with (a crash may cut a part short
-    after its rename, or a disk damage it: resume then scores that chunk again)."""
-    try:
-        return _digest(part.read_bytes()) == part.name.split(".")[3]
-    except (OSError, IndexError):
-        return False
-
-
 def _fsync(path: Path) -> None:
     """Flush a file's (or a directory's entries') data to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -258,25 +245,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _join_parquet(parts: list[Path], out: Path) -> None:
-    writer: pq.ParquetWriter | None = None
-    for index, part in enumerate(parts):
-        with pa.memory_map(str(part)) as source:
-            table = pa.ipc.open_stream(source).read_all()
-        if writer is None:
-            writer = pq.ParquetWriter(out, table.schema)
-        if table.num_rows or index == 0:
-            writer.write_table(table)
-    assert writer is not None
-    writer.close()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # No fsync per part (it cost more than the scoring): a part is renamed into place only
-    # once written, and one a crash cut short fails its checksum on resume.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _upgraded(stored: Any) -> Any:
+    """A manifest as this version writes it: an older one's, without a part format, holds
+    whole parts (joined as they are), and goes on with results parts."""
+    if isinstance(stored, dict) and "part_format" not in stored:
+        return {**stored, "part_format": parts.PART_FORMAT}
+    return stored
 
 
 def _only_model_changed(stored: dict[str, object], current: Manifest) -> bool:
