@@ -85,7 +85,11 @@ def bench_vision(
 
 @bench.command("bulk")
 @click.option("--rows", default=1_000_000, show_default=True)
-@click.option("--chunk-rows", default=16_384, show_default=True)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(1),
+    help="Rows per chunk; default: `inferq score`'s own (recorded in the JSON).",
+)
 @click.option("--in-flight", default=4, show_default=True)
 @click.option(
     "--max-batch",
@@ -109,7 +113,7 @@ def bench_vision(
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the JSON here.")
 def bench_bulk(
     rows: int,
-    chunk_rows: int,
+    chunk_rows: int | None,
     in_flight: int,
     max_batch: int | None,
     bulk_batch: int | None,
