@@ -156,7 +156,10 @@ def test_a_bulk_run_says_so_while_its_only_worker_is_stopped_and_when_one_serves
     name = f"test-paused-{os.getpid()}"
     env = {**worker_env, "INFERQ_REGRESSION_QUEUE": name}
     settings = Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})
-    src, out = products(tmp_path / "in.csv", 20_000, bad=False), tmp_path / "out.csv"
+    # Enough 50-row chunks one at a time that the run still goes on well after the
+    # worker comes back (the watcher looks every 2 s while none serves): 20,000 rows
+    # once finished within that look, and the run ended before it could say so.
+    src, out = products(tmp_path / "in.csv", 100_000, bad=False), tmp_path / "out.csv"
     argv = [sys.executable, "-m", "inferq", "score", str(src), "-o", str(out)]
     argv += ["--chunk-rows", "50", "--in-flight", "1"]
     with WorkerProcess(redis_server.url, env=env) as worker:
