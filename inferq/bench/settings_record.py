@@ -14,6 +14,7 @@ benchmark can run a second time with those (``compose_overrides``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,10 @@ def overrides(env: Mapping[str, str]) -> dict[str, str]:
 
 def worker_settings(env: Mapping[str, str]) -> dict[str, Any]:
     """The record for the JSON's ``settings``: the overrides a worker started with
-    ``env`` has, and the effective tuning values it runs with."""
+    ``env`` has, and the effective tuning values it runs with. A worker inherits this
+    process's environment under ``env`` (inferq.ops.worker_process), so an INFERQ_
+    variable exported to the benchmark itself counts too."""
+    env = {**os.environ, **env}
     settings = Settings.load({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
     effective: dict[str, Any] = {}
     for name in EFFECTIVE:

@@ -68,8 +68,10 @@ def test_a_vision_worker_stopped_mid_run_loses_no_image(
         code = first.stop(timeout_s=60, sig=sig)
     assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
     answered_by_first = _classified(logs[0])
-    with WorkerProcess(redis_server.url, ("vision",), env=vision_env, log_path=logs[1]):
-        store = redis.Redis.from_url(redis_server.url)
+    with (
+        WorkerProcess(redis_server.url, ("vision",), env=vision_env, log_path=logs[1]),
+        redis.Redis.from_url(redis_server.url) as store,
+    ):
         queue = vision_env["INFERQ_VISION_QUEUE"]
         outcomes, resent = delivery.answer_all(vclient, store, handles, queue, window_s=60)
     assert all(isinstance(o, ClassifyResult) for o in outcomes.values())

@@ -43,12 +43,14 @@ def executions(*logs: Path) -> dict[str, int]:
 
 def wait_for_results(url: str, ids: list[str], count: int, timeout_s: float = 60) -> None:
     """Poll the result backend until ``count`` of the jobs have results (a run's progress)."""
-    store = redis.Redis.from_url(url)
     keys = [f"celery-task-meta-{i}" for i in ids]
     deadline = time.monotonic() + timeout_s
-    while (done := int(store.exists(*keys))) < count:  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"only {done} jobs finished"
-        time.sleep(0.01)  # polling Redis for the run's progress, deadline-bounded
+    # Closed here: a client left to the garbage collector closes its socket in whatever
+    # test runs then, which pytest reports there as an unclosed-socket error.
+    with redis.Redis.from_url(url) as store:
+        while (done := int(store.exists(*keys))) < count:  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, f"only {done} jobs finished"
+            time.sleep(0.01)  # polling Redis for the run's progress, deadline-bounded
 
 
 def held_by_redis(store: redis.Redis, queue: str) -> tuple[set[str], set[str]]:
