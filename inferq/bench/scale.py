@@ -238,7 +238,9 @@ def run_scale_bench(
         "load_avg_1m_before": round(load_before, 2),
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }
-    out = report(results, {**asdict(sizes), "producers_per_round": sizes.producers}, machine)
+    per_host = {w: sizes.per_host(w) for w in sizes.workloads}  # what each round really sent
+    recorded = {**asdict(sizes), "per_host": per_host, "producers_per_round": sizes.producers}
+    out = report(results, recorded, machine)
     wanted = set(sizes.workloads)
     out["settings"] = {w: r for w, r in fleet_settings(specs).items() if w in wanted}
     return out

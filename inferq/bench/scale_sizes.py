@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 WORKLOADS = ("stream", "bulk", "vision", "celery_noop")
+STREAM_JOBS = 6000
+NOOP_JOBS = 2000
 
 
 @dataclass(frozen=True)
@@ -15,11 +17,13 @@ class ScaleSizes:
     # and the kernel's bridge: enough for each workload's 4-host rate (docs/scaling.md).
     host_cpu: float = 0.15
     producers: int = 2
-    # A round at 0.25 core lasts ~4 s (stream), ~15 s (no-op), ~13 s (vision), ~5 s
-    # (bulk): long enough that a host's periodic pauses (a 0.2 CPU-s stall was seen once
-    # in ~9 rounds) weigh little, and that the queue outlasts the hosts' job slots
-    # (128 jobs, 32 images) so every host has work to the end of the window.
-    jobs_per_host: int = 2000
+    # A round at 0.25 core lasts ~9 s (stream), ~15 s (no-op), ~13 s (vision), ~5 s
+    # (bulk): long enough that a host's periodic pauses weigh little, and that the queue
+    # outlasts the hosts' job slots (128 jobs, 32 images) so every host has work to the
+    # end of the window. ``jobs_per_host`` None: STREAM_JOBS for stream, NOOP_JOBS for
+    # the no-op; a number: that many for both. Stream rounds of 2,000 jobs had become
+    # ~3 s once the worker sped up, and their rates spread ±21-27% (docs/scaling.md).
+    jobs_per_host: int | None = None
     images_per_host: int = 160
     rows_per_host: int = 1_200_000
     rounds: int = 3
@@ -27,8 +31,8 @@ class ScaleSizes:
 
     def per_host(self, workload: str) -> int:
         return {
-            "stream": self.jobs_per_host,
-            "celery_noop": self.jobs_per_host,
+            "stream": self.jobs_per_host or STREAM_JOBS,
+            "celery_noop": self.jobs_per_host or NOOP_JOBS,
             "vision": self.images_per_host,
             "bulk": self.rows_per_host,
         }[workload]

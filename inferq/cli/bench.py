@@ -14,6 +14,7 @@ import click
 
 from inferq.bench.anchors import CLIENTS
 from inferq.bench.scale_sizes import DEFAULT as _SCALE
+from inferq.bench.scale_sizes import NOOP_JOBS, STREAM_JOBS
 from inferq.cli.settings import UsageProblem, load_settings
 from inferq.core import exit_codes
 from inferq.core.settings import Settings
@@ -185,7 +186,9 @@ def bench_stream(
     help="Producer processes (bulk: `inferq score` runs), outside the hosts.",
 )
 @click.option(
-    "--jobs-per-host", default=_SCALE.jobs_per_host, show_default=True, type=click.IntRange(1)
+    "--jobs-per-host",
+    type=click.IntRange(1),
+    help=f"Stream and no-op jobs per host.  [default: {STREAM_JOBS} stream, {NOOP_JOBS} no-op]",
 )
 @click.option(
     "--images-per-host", default=_SCALE.images_per_host, show_default=True, type=click.IntRange(1)
@@ -216,7 +219,7 @@ def bench_scale(
     host_counts: str,
     host_cpu: float,
     producers: int,
-    jobs_per_host: int,
+    jobs_per_host: int | None,
     images_per_host: int,
     rows_per_host: int,
     rounds: int,
