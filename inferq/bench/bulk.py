@@ -32,16 +32,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import redis
 from celery import Celery
 
 from inferq.bench import lone_jobs
+from inferq.bench.bulk_report import COMPOSE_SERVICE, compose_line, figures
 from inferq.bench.phases import bench_app, cpu_seconds, log
-from inferq.bench.settings_record import (
-    compose_overrides,
-    compose_status,
-    label,
-    worker_settings,
-)
+from inferq.bench.scale_sampler import redis_cpu_s
+from inferq.bench.settings_record import compose_overrides, label, worker_settings
 from inferq.bench.stream import predict_payloads
 from inferq.core.constants import COURSE_TARGET
 from inferq.core.settings import Settings
@@ -50,7 +48,6 @@ from inferq.ops.worker_process import WorkerProcess
 from inferq.tools.sample_data import generate
 from producer.bulk.score_file import DEFAULT_CHUNK_ROWS
 
-COMPOSE_SERVICE = "regression-worker"
 LONE_JOBS = 40
 
 
@@ -107,7 +104,8 @@ def run_score(source: Path, output: Path, env: dict[str, str], *extra: str) -> d
     scoring.proc.returncode = os.waitstatus_to_exitcode(status)
     summary = scoring.summary()
     summary["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    summary["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
+    # The whole child, start-up included (the summary's own cpu_s: the scoring only).
+    summary["run_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
     return summary
 
 
@@ -167,8 +165,8 @@ def run_bulk_bench(
         "rows": rows,
         "chunk_rows": chunk_rows or DEFAULT_CHUNK_ROWS,
         "in_flight": in_flight,
-        **_figures(queued, local_csv, local_pq),
-        "compose": _compose_line(from_compose, second, local_csv, local_pq)
+        **figures(queued, local_csv, local_pq),
+        "compose": compose_line(from_compose, second, local_csv, local_pq)
         if compose
         else {"service": COMPOSE_SERVICE, "known": False, "skipped": True},
         "in_process_peak_rss_mb": max(local_csv["peak_rss_mb"], local_pq["peak_rss_mb"]),
@@ -202,14 +200,19 @@ def _through_worker(
     env = {**os.environ, **worker_env, "INFERQ_REGRESSION_QUEUE": queue, "INFERQ_REDIS_URL": url}
     record = worker_settings(env)
     result: dict[str, Any] = {"settings": record}
-    with WorkerProcess(url, ("regression",), env=env, args=["-l", "WARNING"]) as worker:
+    rds = redis.Redis.from_url(url)
+    with rds, WorkerProcess(url, ("regression",), env=env, args=["-l", "WARNING"]) as worker:
         for fmt, source in (("csv", files[0]), ("parquet", files[1])):
             log(f"(a) {fmt} through worker pid {worker.pid} ({label(record)})")
-            worker_cpu_s = cpu_seconds(worker.pid) or 0.0
+            worker_cpu_s, redis_s = cpu_seconds(worker.pid) or 0.0, redis_cpu_s(rds)
             result[fmt] = run_score(source, work / f"a.{fmt}", env, *flags)
-            # The worker's share of the run: with the producer's, the CPU a row costs
-            # through the queue (a figure the load of other work moves less than a rate).
+            # The worker's and Redis' shares of the run: with the producer's, the CPU a
+            # row costs through the queue (a figure the load of other work moves less).
             result[fmt]["worker_cpu_s"] = round((cpu_seconds(worker.pid) or 0.0) - worker_cpu_s, 3)
+            redis_after = redis_cpu_s(rds)
+            result[fmt]["redis_cpu_s"] = (
+                None if redis_s is None or redis_after is None else round(redis_after - redis_s, 3)
+            )
             if local_env is not None:
                 log(f"(b) {fmt} in process, the worker stopped")
                 with paused(worker.pid):
@@ -237,80 +240,3 @@ def _latency(
         "during": during,
         "bulk_rows_per_s": round(scoring.summary()["rows_per_s"]),
     }
-
-
-def _figures(
-    queued: dict[str, Any], local_csv: dict[str, Any], local_pq: dict[str, Any]
-) -> dict[str, Any]:
-    csv, pq = queued["csv"], queued["parquet"]
-    return {
-        "settings": queued["settings"],
-        "worker_max_batch_size": queued["settings"]["effective"]["max_batch_size"],
-        "worker_bulk_batch_size": queued["settings"]["effective"]["bulk_batch_size"],
-        "queue_rows_per_s": round(csv["rows_per_s"]),
-        "in_process_rows_per_s": round(local_csv["rows_per_s"]),
-        "ratio": round(csv["rows_per_s"] / local_csv["rows_per_s"], 3),
-        "parquet_queue_rows_per_s": round(pq["rows_per_s"]),
-        "parquet_in_process_rows_per_s": round(local_pq["rows_per_s"]),
-        "parquet_ratio": round(pq["rows_per_s"] / local_pq["rows_per_s"], 3),
-        "stream_during_bulk": queued["stream_during_bulk"],
-        "producer_peak_rss_mb": max(csv["peak_rss_mb"], pq["peak_rss_mb"]),
-        "producer_cpu_s": {"csv": csv["cpu_s"], "parquet": pq["cpu_s"]},
-        "worker_cpu_s": {"csv": csv["worker_cpu_s"], "parquet": pq["worker_cpu_s"]},
-        "worker_peak_rss_mb": queued["worker_peak_rss_mb"],
-        "failed_rows": csv["failed"] + pq["failed"],
-    }
-
-
-def _compose_line(
-    overrides: dict[str, str] | None,
-    queued: dict[str, Any] | None,
-    local_csv: dict[str, Any],
-    local_pq: dict[str, Any],
-) -> dict[str, Any]:
-    """The compose regression worker's figures: the same run where it keeps the defaults."""
-    if overrides is None:
-        return {"service": COMPOSE_SERVICE, "known": False}
-    if queued is None:
-        return {"service": COMPOSE_SERVICE, "known": True, "same_as_defaults": True}
-    csv, pq = queued["csv"]["rows_per_s"], queued["parquet"]["rows_per_s"]
-    return {
-        "service": COMPOSE_SERVICE,
-        "known": True,
-        "same_as_defaults": False,
-        "settings": queued["settings"],
-        "worker_max_batch_size": queued["settings"]["effective"]["max_batch_size"],
-        "worker_bulk_batch_size": queued["settings"]["effective"]["bulk_batch_size"],
-        "queue_rows_per_s": round(csv),
-        "ratio": round(csv / local_csv["rows_per_s"], 3),
-        "parquet_queue_rows_per_s": round(pq),
-        "parquet_ratio": round(pq / local_pq["rows_per_s"], 3),
-        "failed_rows": queued["csv"]["failed"] + queued["parquet"]["failed"],
-    }
-
-
-def table(result: dict[str, Any]) -> str:
-    """The figures as a few lines, each with the settings it was measured with."""
-    lat = result["stream_during_bulk"]
-    lines = [
-        f"bulk, {result['rows']:,} rows; worker: {label(result['settings'])}",
-        f"  CSV      {result['queue_rows_per_s']:>10,} rows/s   in process "
-        f"{result['in_process_rows_per_s']:>10,}   ratio {result['ratio']}",
-        f"  Parquet  {result['parquet_queue_rows_per_s']:>10,} rows/s   in process "
-        f"{result['parquet_in_process_rows_per_s']:>10,}   ratio {result['parquet_ratio']}",
-        f"  lone jobs p50/p95 ms: idle {lat['idle']['p50_ms']}/{lat['idle']['p95_ms']}, "
-        f"during bulk {lat['during']['p50_ms']}/{lat['during']['p95_ms']} "
-        f"({lat['during']['jobs']} jobs; that run {lat['bulk_rows_per_s']:,} rows/s)",
-    ]
-    compose = result["compose"]
-    status = compose_status(compose)
-    if status is not None:
-        lines.append(status)
-    else:
-        lines.append(
-            f"compose ({label(compose['settings'])}): CSV {compose['queue_rows_per_s']:,} "
-            f"rows/s, ratio {compose['ratio']}; Parquet {compose['parquet_queue_rows_per_s']:,}"
-            f" rows/s, ratio {compose['parquet_ratio']}"
-        )
-    lines.append(f"failed rows: {result['failed_rows']}")
-    return "\n".join(lines)

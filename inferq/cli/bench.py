@@ -124,7 +124,8 @@ def bench_bulk(
 ) -> None:
     """A generated products file scored through one worker with the shipped defaults vs
     in one process, and lone stream jobs' latency during the run."""
-    from inferq.bench.bulk import run_bulk_bench, table
+    from inferq.bench.bulk import run_bulk_bench
+    from inferq.bench.bulk_report import table
 
     result = run_bulk_bench(
         _settings_with_models("regressor"),

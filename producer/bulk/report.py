@@ -3,6 +3,7 @@ otherwise) and its summary (the last line, `--summary-json`, the exit code)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ class Progress:
             self._bar.close()
 
 
+def process_cpu_s() -> float:
+    """This process's CPU seconds so far, every thread's (a summary's ``cpu_s``)."""
+    times = os.times()
+    return times.user + times.system
+
+
 @dataclass
 class Summary:
     output: Path
@@ -60,6 +67,7 @@ class Summary:
     chunks: int = 0
     resumed_chunks: int = 0
     seconds: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU (every thread) over those seconds
     unscored_chunks: int = 0
     model_restarts: int = 0  # the workers' model changed mid-run this many times
     first_chunk_error: str | None = None

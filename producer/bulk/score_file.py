@@ -37,7 +37,7 @@ from producer.bulk.formats import (
 from producer.bulk.one_model import OnNewModel, on_one_model
 from producer.bulk.parts import tables_of
 from producer.bulk.prefetch import Prefetch
-from producer.bulk.report import Progress, Summary
+from producer.bulk.report import Progress, Summary, process_cpu_s
 from producer.bulk.scorers import Preparing, RowErrors, Scorer
 from producer.bulk.sinks import Manifest, PlainSink, ResumableSink, Sink
 from producer.bulk.window import Window
@@ -140,7 +140,7 @@ def _score_once(
             "JSON Lines input is written as JSON Lines only (its rows have no fixed columns)"
         )
     check_columns(source, in_fmt, scorer.features)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), process_cpu_s()
     digest, lines = input_digest(source)
     chunk_rows = chunk_rows_of(output, options)
     manifest = Manifest(digest, chunk_rows, out_fmt.value, scorer.version)
@@ -166,6 +166,7 @@ def _score_once(
     finally:
         sink.abandon()  # closed now, not whenever collected (no-op once finished)
     run.summary.seconds = time.monotonic() - started
+    run.summary.cpu_s = round(process_cpu_s() - cpu_started, 3)
     return run.summary
 
 

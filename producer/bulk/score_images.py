@@ -25,7 +25,7 @@ from inferq.core.contract import ClassifyChunkResult, ImageOutcome, JobError
 from inferq.errors import InferqError, ModelVersionMismatch
 from producer.bulk.formats import FormatError
 from producer.bulk.one_model import OnNewModel, on_one_model
-from producer.bulk.report import Progress, Summary
+from producer.bulk.report import Progress, Summary, process_cpu_s
 from producer.bulk.sinks import Manifest, ResumableSink
 from producer.bulk.window import Window
 from producer.client import Blob, Client
@@ -133,7 +133,7 @@ def _score_once(
     version: str,
 ) -> Summary:
     images = list_images(source)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), process_cpu_s()
     manifest = Manifest(
         listing_digest(images, options.chunk_bytes, options.worker_root),
         options.chunk_images,
@@ -168,6 +168,7 @@ def _score_once(
         # writes the same OUT.tmp, and a late flush of this one's buffer mixed the two.
         sink.abandon()
     summary.seconds = time.monotonic() - started
+    summary.cpu_s = round(process_cpu_s() - cpu_started, 3)
     return summary
 
 

@@ -33,6 +33,13 @@ def test_bench_bulk_runs_the_defaults_and_records_the_settings(
     assert settings["effective"]["max_batch_size"] == 64
     assert settings["effective"]["bulk_batch_size"] == 8192
     assert result["queue_rows_per_s"] > 0 and result["parquet_ratio"] > 0
+    for fmt in ("csv", "parquet"):  # the CPU each path cost, and the cores' ceiling
+        budget = result["cpu"][fmt]
+        per = budget["per_1m_rows_s"]
+        assert per["producer"] > 0 and per["worker"] > 0 and per["in_process"] > 0
+        assert per["queue_total"] >= per["producer"] + per["worker"]
+        assert 0 < budget["cores_busy"]["queue"] <= budget["cores"] + 0.5
+        assert budget["ceiling_ratio"] > 0
     idle = result["stream_during_bulk"]["idle"]
     assert idle["jobs"] == 40 and idle["p50_ms"] > 0
     assert set(result["stream_during_bulk"]["during"]) >= {"jobs", "p50_ms", "p95_ms"}
@@ -50,4 +57,5 @@ def test_an_override_is_recorded_beside_the_figures(regressor_path: Path) -> Non
     proc = run_inferq(*argv, env=env, timeout_s=360)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "worker: INFERQ_MAX_BATCH_SIZE=128" in proc.stdout
+    assert proc.stdout.count("CPU s per 1M rows: producer") == 2  # CSV and Parquet
     assert "compose: not run (--no-compose)" in proc.stdout
