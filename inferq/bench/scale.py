@@ -33,6 +33,7 @@ import redis
 from inferq.bench.bulk import write_products
 from inferq.bench.fleet import Fleet, FleetSpec, fleet
 from inferq.bench.hosts import SimHosts, why_no_hosts
+from inferq.bench.idle_poll import polling_idle
 from inferq.bench.loadgen import ProducerSpec, prefer, run_producers
 from inferq.bench.phases import BENCH_NOOP_TASK, log
 from inferq.bench.scale_report import report
@@ -216,6 +217,7 @@ def run_scale_bench(
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
     with (
+        polling_idle() as idle,
         SimHosts(max(sizes.hosts)) as hosts,
         RedisServer(bind=("127.0.0.1", hosts.server_address)) as server,
         tempfile.TemporaryDirectory(prefix="inferq-bench-scale-") as tmp,
@@ -235,6 +237,7 @@ def run_scale_bench(
     machine = {
         "cpu_cores": os.cpu_count(),
         "cgroup": f"v{cgroup_version}",
+        "idle_cpus": idle,
         "load_avg_1m_before": round(load_before, 2),
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }

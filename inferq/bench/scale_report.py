@@ -143,4 +143,7 @@ def table(result: Mapping[str, Any]) -> str:
         lines.extend(
             f"{workload} workers: {label(record)}" for workload, record in settings.items()
         )
+    idle = result.get("machine", {}).get("idle_cpus")
+    if idle:
+        lines.append(f"idle CPUs: {idle}")
     return "\n".join(lines)
