@@ -68,9 +68,9 @@ def _fixed_mmap_threshold(
     grown to its 32 MiB ceiling, the heap fragments with the file (8M rows: 340 MB peak
     instead of 200 MB). At 128 KiB, though, every array of a 65,536-row chunk (0.5 to
     5 MB) was a fresh mmap, faulted in page by page and unmapped again: 110k page faults
-    and ~0.3 s of system CPU per 1M rows. At 8 MiB (the heap trimmed past 32 MiB free)
-    they come from the heap: 24-37k faults, 0.1-0.2 s, and 8M rows peak at 305 MB
-    against 294 (docs/benchmarks.md)."""
+    and 0.26-0.58 s of system CPU per 1M rows. At 8 MiB (the heap trimmed past 32 MiB
+    free) they come from the heap: 24-32k faults, 0.11-0.39 s, and 8M rows peak at
+    305 MB against 294 (docs/benchmarks.md)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
