@@ -24,13 +24,20 @@ from inferq.ops.redis_server import RedisServer  # noqa: E402
 from inferq.ops.worker_process import WorkerProcess  # noqa: E402
 from inferq.tools.sample_data import write_csv  # noqa: E402
 from producer import Client  # noqa: E402
-from tests.support import photos  # noqa: E402
+from tests.support import photos, redis_clients  # noqa: E402
 from tests.support.harness import (  # noqa: E402
     E2E_MAX_BATCH,
     E2E_MAX_WAIT_MS,
     E2E_QUEUE,
     VISION_QUEUE,
 )
+
+
+@pytest.fixture(autouse=True)
+def _close_redis_clients() -> Iterator[None]:
+    """Every client the test opened with tests.support.redis_clients, closed after it."""
+    yield
+    redis_clients.close_all()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-import redis
 from celery.result import AsyncResult
 from PIL import Image
 
@@ -31,6 +30,7 @@ from producer.handles import failure
 from tests.support import photos as imagegen
 from tests.support.harness import E2E_QUEUE, SCHEMA_DIR
 from tests.support.messages import TrapPickle, send_pickle, send_raw
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -157,7 +157,7 @@ def test_bad_messages_get_typed_errors_and_the_worker_lives_on(
     assert all(h.wait(60).earnings_usd[0] > 0 for h in good)
     assert not trap.exists(), "the worker unpickled a message"
     # What a consumer that does not use Python reads: the contract's job error.
-    raw = redis.Redis.from_url(client.settings.broker_url).get(
+    raw = redis_client(client.settings.broker_url).get(
         f"celery-task-meta-{bad['a pickle message'][0].id}"
     )
     stored = json.loads(raw or b"{}")

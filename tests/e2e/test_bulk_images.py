@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 
 from inferq.core.settings import Settings
@@ -17,6 +16,7 @@ from inferq.ops.worker_process import WorkerProcess
 from producer.bulk.score_images import BLOB_MIN_BYTES
 from tests.support import photos as imagegen
 from tests.support.photos import CATS
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_a_directory_is_classified_in_a_stable_order(
     # The large file went as a blob in Redis, the others inline; no blob is left behind.
     assert (photos / "b" / "noise.jpg").stat().st_size >= BLOB_MIN_BYTES
     assert len(lines[4]["labels"]) == 3 and lines[4]["error"] is None
-    assert redis.Redis.from_url(vision_settings.broker_url).keys("inferq-image:*") == []
+    assert redis_client(vision_settings.broker_url).keys("inferq-image:*") == []
 
 
 def test_a_manifest_keeps_its_order_and_reports_missing_files(

@@ -12,7 +12,6 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-import redis
 from celery import Celery
 
 from inferq.core.constants import COURSE_FEATURES, PREDICT_TASK
@@ -25,6 +24,7 @@ from inferq.ops.worker_process import WorkerProcess
 from inferq.tools.sample_data import generate
 from producer import Client
 from tests.support.harness import E2E_MAX_BATCH, E2E_QUEUE, SCHEMA_DIR
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +133,7 @@ def test_send_task_from_a_service_that_does_not_import_inferq(
     )
     bad.get(timeout=30, propagate=False)
     # What a non-Python consumer sees: the raw JSON stored in the result backend.
-    raw = json.loads(redis.Redis.from_url(settings.broker_url).get(f"celery-task-meta-{bad.id}"))
+    raw = json.loads(redis_client(settings.broker_url).get(f"celery-task-meta-{bad.id}"))
     assert raw["status"] == "FAILURE"
     assert raw["result"]["exc_type"] == "InvalidInput"
     # The stored format names the class's module: producers find the class by it.

@@ -31,6 +31,7 @@ from producer import Client
 from tests.support.delivery import rows
 from tests.support.harness import cli_env, run_inferq
 from tests.support.messages import real_envelope
+from tests.support.redis_clients import redis_client
 from worker.celeryapp.channel import ReconnectSafeChannel
 from worker.celeryapp.dead_letters import EntryGuard
 
@@ -69,7 +70,7 @@ def setup(
     redis_server: RedisServer, worker_env: dict[str, str]
 ) -> Iterator[tuple[dict[str, str], Client, redis.Redis]]:
     env = {**worker_env, "INFERQ_REGRESSION_QUEUE": QUEUE, "INFERQ_MAX_MESSAGE_BYTES": "20000"}
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis_client(redis_server.url)
     store.delete(DEAD_LETTER_KEY, QUEUE)
     with Client(Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})) as client:
         yield env, client, store
@@ -140,7 +141,7 @@ def test_an_operator_lists_and_requeues_a_dead_letter(
 
 def test_an_unacked_write_redis_refuses_puts_the_entry_back(worker_env: dict[str, str]) -> None:
     with RedisServer() as server:
-        store = redis.Redis.from_url(server.url)
+        store = redis_client(server.url)
         env = {**worker_env, "INFERQ_REGRESSION_QUEUE": QUEUE}
         settings = Settings.load({**env, "INFERQ_REDIS_URL": server.url})
         with WorkerProcess(server.url, env=env) as worker, Client(settings) as client:
@@ -195,7 +196,7 @@ def test_a_client_callback_raising_is_not_a_dead_letter(redis_server: RedisServe
     # and dead-lettered a worker's reply.
     with pytest.raises(_Stop):
         _consume_once(redis_server.url, _stop)
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis_client(redis_server.url)
     assert store.llen(DEAD_LETTER_KEY) == 0, store.lrange(DEAD_LETTER_KEY, 0, -1)
     store.close()
 
@@ -206,7 +207,7 @@ def test_an_entry_a_workers_consumer_fails_on_is_dead_lettered_once(
     # In a worker the consumer is Celery's: an entry it raises on would stop the worker.
     monkeypatch.setattr(ReconnectSafeChannel, "guard", EntryGuard(consumer_errors=True))
     queue = _consume_once(redis_server.url, _stop)
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis_client(redis_server.url)
     # The session's Redis is shared: only this test's queue is looked at.
     letters = [json.loads(v) for v in store.lrange(DEAD_LETTER_KEY, 0, -1)]
     [letter] = [x for x in letters if x["queue"] == queue.name]

@@ -21,6 +21,7 @@ from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
 from tests.support import delivery
 from tests.support.delivery import executions, rows
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +56,7 @@ def _all_answered(
 ) -> set[str]:
     """Every job answered with a prediction, one stored result per id; returns the ids
     the producer had to resend (at most the one message of the documented gap)."""
-    store = redis.Redis.from_url(url)
+    store = redis_client(url)
     outcomes, resent = delivery.answer_all(client, store, handles, queue, window_s=60)
     failures = [o for o in outcomes.values() if not isinstance(o, PredictResult)]
     assert len(outcomes) == len(handles) and not failures, failures[:3]
@@ -125,7 +126,7 @@ def test_a_killed_workers_jobs_are_back_in_seconds_not_after_the_visibility_time
     (worker.celeryapp.holders), in seconds; before, they waited the hour."""
     held = {"INFERQ_MAX_WAIT_MS": "60000", "INFERQ_FLUSH_WHEN_DRAINED": "false"}
     env = {**fault_env, "INFERQ_VISIBILITY_TIMEOUT_S": "3600", **held}
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis_client(redis_server.url)
     logs = tmp_path / "first.log", tmp_path / "second.log"
     with WorkerProcess(redis_server.url, env=env, log_path=logs[0]) as first:
         handles = [fault_client.submit(row) for row in rows(5)]  # a batch never full

@@ -41,6 +41,7 @@ from producer import Client, Handle
 from tests.support import delivery
 from tests.support.cut import CutPlan
 from tests.support.delivery import Outcomes, executions, rows
+from tests.support.redis_clients import redis_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -70,9 +71,9 @@ class NamespacedRedis(Managed):
                 self.lan.exec_argv(self.host, argv), stdout=log, stderr=subprocess.STDOUT
             )
         # Reached from the root namespace, through the switch.
-        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
         log = self.data_dir / "redis.log"
-        wait_for_ping(client, self.process, timeout_s, lambda: log.read_text()[-800:])
+        with redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1) as client:
+            wait_for_ping(client, self.process, timeout_s, lambda: log.read_text()[-800:])
         return self
 
     def close(self) -> None:
@@ -194,7 +195,7 @@ def test_a_worker_cut_off_mid_run_loses_no_job_and_changes_no_answer(
     logs: dict[str, Path],
     client: Client,
 ) -> None:
-    store = redis.Redis.from_url(redis_host.url)
+    store = redis_client(redis_host.url)
     cut = CutPlan(lan, "w1", workers["w2"], store, QUEUE, logs, JOBS)
     handles, sent_at_cut, cut_at = cut.submit_and_cut(client)
     ids = sorted(h.id for h in handles)

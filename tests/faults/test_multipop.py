@@ -24,6 +24,7 @@ from kombu.transport import redis as kombu_redis
 
 from inferq.core.kombu_keys import HOLDER_OF_KEY
 from inferq.ops.redis_server import RedisServer, redis_server_binary
+from tests.support.redis_clients import redis_client
 from worker.celeryapp import multipop
 from worker.celeryapp.channel import ReconnectSafeChannel
 from worker.celeryapp.holders import Holders
@@ -99,7 +100,7 @@ def test_a_take_records_every_entry_with_its_holder_and_ack_clears_it(
 ) -> None:
     srv = server
     queue = kombu.Queue("mp-record")
-    store = redis.Redis.from_url(srv.url)
+    store = redis_client(srv.url)
     holders = Holders(10.0, node="test-multipop")
     ReconnectSafeChannel.holders = holders
     try:
@@ -152,7 +153,7 @@ def _entry(tag: str) -> str:
 
 
 def test_a_redis_out_of_memory_refuses_a_take_before_anything_moves(server: RedisServer) -> None:
-    store = redis.Redis.from_url(server.url)
+    store = redis_client(server.url)
     store.lpush("q", *(_entry(f"t{i}") for i in range(3)))
     store.config_set("maxmemory-policy", "noeviction")
     store.config_set("maxmemory", 1)
@@ -164,7 +165,7 @@ def test_a_redis_out_of_memory_refuses_a_take_before_anything_moves(server: Redi
 
 
 def test_an_entry_the_script_cannot_read_ends_the_take(server: RedisServer) -> None:
-    store = redis.Redis.from_url(server.url)
+    store = redis_client(server.url)
     # Oldest first: two good entries, one that is not JSON, one more good entry.
     for raw in (_entry("a"), _entry("b"), b"\xff not json", _entry("c")):
         store.lpush("q", raw)

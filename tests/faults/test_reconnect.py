@@ -28,6 +28,7 @@ from inferq.ops.redis_server import RedisServer
 from producer import Client
 from producer.sending import sending
 from tests.support import delivery
+from tests.support.redis_clients import redis_client
 from worker.celeryapp.channel import ReconnectSafeChannel
 
 
@@ -55,7 +56,7 @@ def test_a_detached_channel_still_closes_and_restores_its_unacked_job(
     the transport, then close() closes the channel again. kombu's own channel raises
     AttributeError there (and the consumer dies); ours puts the job back in its queue."""
     queue = f"test-reconnect-{uuid.uuid4().hex[:8]}"
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis_client(redis_server.url)
     with Connection(redis_server.url, transport=_SafeTransport) as conn:
         channel = _hold_one_unacked(conn, queue)
         assert store.llen(queue) == 0
@@ -103,9 +104,7 @@ def _store_unannounced(url: str, job_id: str) -> None:
         "timings_ms": {"batch_wait_ms": 0.0, "inference_ms": 0.0, "total_ms": 0.0},
     }
     meta = {"status": "SUCCESS", "result": result, "traceback": None, "children": []}
-    redis.Redis.from_url(url).set(
-        f"celery-task-meta-{job_id}", json.dumps(meta | {"task_id": job_id})
-    )
+    redis_client(url).set(f"celery-task-meta-{job_id}", json.dumps(meta | {"task_id": job_id}))
 
 
 def _first_fetch_done(client: Client, monkeypatch: pytest.MonkeyPatch) -> threading.Event:

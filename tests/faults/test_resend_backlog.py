@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from inferq.core.constants import PREDICT_TASK
 from inferq.core.settings import Settings
@@ -20,6 +19,7 @@ from inferq.ops.redis_server import RedisServer
 from inferq.ops.worker_process import WorkerProcess
 from producer import Client
 from tests.support.delivery import executions, rows
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ def test_a_job_redis_lost_is_still_resent(
     queue = f"test-lost-{uuid.uuid4().hex[:6]}"
     env = {**worker_env, "INFERQ_REGRESSION_QUEUE": queue}
     settings = Settings.load({**env, "INFERQ_REDIS_URL": redis_server.url})
-    store = redis.Redis.from_url(redis_server.url)
+    store = redis_client(redis_server.url)
     with Client(settings) as client:
         handle = client.submit(rows(1)[0])
         lost = store.rpop(queue)  # popped and never recorded: the BRPOP gap, by hand

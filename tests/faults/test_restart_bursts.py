@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 
 from inferq.core.contract import PredictResult
 from inferq.core.kombu_keys import HOLDER_OF_KEY, HOLDERS_KEY, UNACKED_KEY
@@ -37,6 +36,7 @@ from inferq.ops.worker_process import WorkerProcess
 from producer import Client, Handle
 from tests.support import delivery
 from tests.support.delivery import executions, rows
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +79,7 @@ def _burst(
         answered[handle.id] = outcome
         figures.slowest_s = max(figures.slowest_s, time.monotonic() - back_at)
     assert len(answered) == BURST
-    store = redis.Redis.from_url(server.url)
+    store = redis_client(server.url)
     # Nothing parked: what the outage left unacked (a restore that met the dead Redis, a
     # record whose message never reached a worker) is back and answered, or acked.
     while (left := store.hlen(UNACKED_KEY)) > 0:

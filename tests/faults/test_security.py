@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from inferq.core.constants import COURSE_FEATURES
 from inferq.core.settings import Settings
@@ -24,6 +23,7 @@ from inferq.ops.worker_command import celery_command
 from inferq.ops.worker_process import WorkerProcess
 from inferq.tools.sample_data import generate
 from producer import Client
+from tests.support.redis_clients import redis_client
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ def _row() -> dict[str, float]:
 
 def _stored_text(url: str) -> str:
     """Every key and value in the server, as text (results, queues, bindings)."""
-    client = redis.Redis.from_url(url)
+    client = redis_client(url)
     parts = []
     for key in client.scan_iter():
         kind = client.type(key).decode()

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery, states
 from celery.app.task import Context
 
 from inferq.ops.redis_server import RedisServer
+from tests.support.redis_clients import redis_client
 from worker.celeryapp.results import fast_path, store_done
 
 
@@ -58,7 +58,7 @@ def test_store_done_announces_each_result_and_keeps_a_stored_success(
 ) -> None:
     first, second = _request(), _request()
     store_done(app.backend, [(first, {"n": 1})])
-    subscriber = redis.Redis.from_url(redis_server.url).pubsub()
+    subscriber = redis_client(redis_server.url).pubsub()
     keys = [app.backend.get_key_for_task(r.id) for r in (first, second)]
     subscriber.subscribe(*keys)
     subscriber.get_message(timeout=5)  # the two subscribe confirmations
