@@ -4,7 +4,6 @@ garbage made before it is still freed (not kept for good)."""
 from __future__ import annotations
 
 import gc
-import warnings
 import weakref
 from collections.abc import Iterator
 
@@ -21,11 +20,6 @@ class Node:
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
     gc.unfreeze()
-    # Garbage earlier tests left is not this test's: a client socket one of them never
-    # closed would warn (an error under pytest) in this test's collection.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
     yield
     gc.unfreeze()  # the rest of the suite runs with a normal collector
 
